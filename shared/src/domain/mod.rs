@@ -1,5 +1,9 @@
 //! Pure domain rules: no I/O here, everything is unit-tested without services.
 
+pub mod buffer;
+pub mod ledger;
 pub mod status;
 
+pub use buffer::{BufferRule, Rounding};
+pub use ledger::{ChangeType, ItemOp, LevelChange, Lock, LockState, LockWrite, StockLevels};
 pub use status::{OrderStatus, StockEffect};
