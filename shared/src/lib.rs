@@ -1,1 +1,20 @@
+//! stockfleet: keeps a seller's stock right on every marketplace.
+//!
+//! - [`domain`]: pure rules (ledger, buffer, statuses), no I/O.
+//! - [`ledger`]: the locker and reducer over PostgreSQL.
+//! - [`bus`]: RabbitMQ topology, consumer loop, retries, dead letters, outbox.
+//! - [`worker`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
+
+pub mod admin;
+pub mod bus;
+pub mod config;
+pub mod db;
 pub mod domain;
+pub mod events;
+pub mod health;
+pub mod ledger;
+pub mod marketplaces;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,5 @@
+//! Operator actions behind the CLI (and later the API): invariant checks and
+//! repairs, manual stock corrections.
+
+pub mod stock;
+pub mod validate;

@@ -1,0 +1,186 @@
+//! Manual stock corrections and top-ups (`stockfleet stock set|adjust|show`).
+//! Every change is written to the history with its actor and reason, and
+//! announced with `stock.changed` through the outbox.
+
+use crate::bus::Envelope;
+use crate::bus::outbox::{self, OutboxMessage};
+use crate::domain::ledger::{self as rules, ChangeType, StockLevels};
+use crate::domain::{BufferRule, Rounding};
+use crate::events::{STOCK_CHANGED, StockChanged};
+use crate::ledger::HistoryColumns;
+use serde::Serialize;
+use sqlx::{PgPool, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StockError {
+    #[error("unknown marketplace {0:?}")]
+    UnknownMarketplace(String),
+    #[error("unknown SKU {0:?}")]
+    UnknownSku(String),
+    #[error("a reason is required for every manual change")]
+    MissingReason,
+    #[error(transparent)]
+    Ledger(#[from] rules::LedgerError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// How to change listed stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    /// Set listed stock to a counted number (history `manual`).
+    Set(i32),
+    /// Add or remove units (history `topup` when adding, `manual` when removing).
+    Adjust(i32),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StockRowView {
+    pub stock_id: i64,
+    pub sku: String,
+    pub marketplace: String,
+    pub listed: i32,
+    pub locked: i32,
+    pub available: i32,
+    pub buffered: u32,
+    pub stock_known: bool,
+    pub last_api_quantity: Option<i32>,
+    pub last_synced_at: Option<String>,
+}
+
+/// Applies a correction to (sku, marketplace); creates the variation when a
+/// stock count is set for a SKU never seen before.
+pub async fn correct(
+    pool: &PgPool,
+    sku: &str,
+    marketplace: &str,
+    correction: Correction,
+    actor: &str,
+    reason: &str,
+) -> Result<StockRowView, StockError> {
+    if reason.trim().is_empty() {
+        return Err(StockError::MissingReason);
+    }
+    let mut tx = pool.begin().await?;
+    let marketplace_id: i32 = sqlx::query_scalar("SELECT id FROM marketplaces WHERE code = $1")
+        .bind(marketplace)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StockError::UnknownMarketplace(marketplace.to_owned()))?;
+    if let Correction::Set(_) = correction {
+        sqlx::query("INSERT INTO variations (sku) VALUES ($1) ON CONFLICT (sku) DO NOTHING")
+            .bind(sku)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let variation_id: i64 = sqlx::query_scalar("SELECT id FROM variations WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StockError::UnknownSku(sku.to_owned()))?;
+    sqlx::query(
+        "INSERT INTO marketplace_stock (variation_id, marketplace_id) VALUES ($1, $2)
+         ON CONFLICT (variation_id, marketplace_id) DO NOTHING",
+    )
+    .bind(variation_id)
+    .bind(marketplace_id)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "SELECT id, listed_stock, locked_stock FROM marketplace_stock
+         WHERE variation_id = $1 AND marketplace_id = $2 FOR UPDATE",
+    )
+    .bind(variation_id)
+    .bind(marketplace_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let stock_id: i64 = row.get("id");
+    let levels = StockLevels::new(row.get("listed_stock"), row.get("locked_stock"));
+    let (delta, change_type) = match correction {
+        Correction::Set(listed) => (listed - levels.listed, ChangeType::Manual),
+        Correction::Adjust(delta) if delta > 0 => (delta, ChangeType::Topup),
+        Correction::Adjust(delta) => (delta, ChangeType::Manual),
+    };
+    let mut change = rules::adjust_listed(levels, delta, change_type)?;
+    change.note = Some(reason.to_owned());
+    sqlx::query(
+        "UPDATE marketplace_stock SET listed_stock = $2, stock_known = true, updated_at = now() WHERE id = $1",
+    )
+    .bind(stock_id)
+    .bind(change.after.listed)
+    .execute(&mut *tx)
+    .await?;
+    let mut history = HistoryColumns::default();
+    history.add(
+        (stock_id, variation_id, marketplace_id),
+        &change,
+        (None, None),
+        None,
+        actor,
+    );
+    history.insert(&mut tx).await?;
+    let payload = StockChanged {
+        stock_id,
+        variation_id,
+        sku: sku.to_owned(),
+        listed: change.after.listed,
+        locked: change.after.locked,
+        available: change.after.available(),
+        change_type: change_type.as_str().to_owned(),
+    };
+    let envelope = Envelope::new(STOCK_CHANGED, marketplace, &payload);
+    outbox::enqueue(&mut tx, &[OutboxMessage::event(envelope, None)]).await?;
+    tx.commit().await?;
+    let mut rows = show(pool, sku).await?;
+    rows.retain(|row| row.marketplace == marketplace);
+    Ok(rows.remove(0))
+}
+
+/// Every marketplace row of a SKU, with what each marketplace is shown.
+pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockError> {
+    let rows = sqlx::query(
+        "SELECT s.id, v.sku, m.code, s.listed_stock, s.locked_stock, s.available_stock,
+                s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at,
+                (COALESCE(s.buffer_percentage, m.default_buffer_percentage) * 100)::int AS basis_points,
+                COALESCE(s.buffer_min_units, m.default_buffer_min_units) AS min_units,
+                COALESCE(s.max_shown, m.default_max_shown) AS max_shown,
+                COALESCE(s.buffer_rounding, m.default_buffer_rounding) AS rounding
+         FROM marketplace_stock s
+         JOIN variations v ON v.id = s.variation_id
+         JOIN marketplaces m ON m.id = s.marketplace_id
+         WHERE v.sku = $1 ORDER BY m.code",
+    )
+    .bind(sku)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        return Err(StockError::UnknownSku(sku.to_owned()));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let rule = BufferRule {
+                basis_points: row.get::<i32, _>("basis_points").clamp(0, 10_000) as u32,
+                min_units: row.get::<i32, _>("min_units").max(0) as u32,
+                max_shown: row.get::<Option<i32>, _>("max_shown").map(|cap| cap.max(0) as u32),
+                rounding: row
+                    .get::<String, _>("rounding")
+                    .parse()
+                    .unwrap_or(Rounding::Up),
+            };
+            let available: i32 = row.get("available_stock");
+            StockRowView {
+                stock_id: row.get("id"),
+                sku: row.get("sku"),
+                marketplace: row.get("code"),
+                listed: row.get("listed_stock"),
+                locked: row.get("locked_stock"),
+                available,
+                buffered: rule.buffered(available),
+                stock_known: row.get("stock_known"),
+                last_api_quantity: row.get("last_api_quantity"),
+                last_synced_at: row.get("last_synced_at"),
+            }
+        })
+        .collect())
+}

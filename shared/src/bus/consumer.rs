@@ -1,0 +1,267 @@
+//! The consumer loop every worker runs.
+//!
+//! Deliveries are taken in batches (whatever is ready, up to `batch_size`) so
+//! a handler can commit many messages in one transaction. After the handler
+//! returns, each message is settled: handled; a transient failure goes to a
+//! delayed retry queue with its attempt count; a permanent failure, or a
+//! transient one past `max_attempts`, goes to the dead-letter queue with the
+//! reason in its headers. Only then is the batch acknowledged, so a crash at
+//! any point redelivers rather than loses.
+
+use super::headers::{self, ATTEMPTS, TRACEPARENT};
+use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec};
+use crate::config::ConsumerSettings;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A decoded message handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub envelope: Envelope,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying later: a dependency is down or busy.
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail the same way every time: bad input, unknown SKU, a 4xx.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl HandlerError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::Transient(_) => "transient",
+            HandlerError::Permanent(_) => "permanent",
+        }
+    }
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_transient(&error) {
+            HandlerError::Transient(format!("database: {error}"))
+        } else {
+            HandlerError::Permanent(format!("database: {error}"))
+        }
+    }
+}
+
+/// Handles a batch of messages; returns one result per message, in order.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        batch: &[Incoming],
+    ) -> impl Future<Output = Vec<Result<(), HandlerError>>> + Send;
+}
+
+/// Consumes `spec`'s queue with `settings.consumers` channels until `shutdown`
+/// is cancelled; in-flight batches finish and are acknowledged first.
+pub async fn run<H: Handler>(
+    bus: Arc<Bus>,
+    spec: QueueSpec,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..settings.consumers.max(1) {
+        let consumer = ConsumerLoop {
+            bus: bus.clone(),
+            spec: spec.clone(),
+            settings: settings.clone(),
+            handler: handler.clone(),
+        };
+        loops.spawn(consumer.run(shutdown.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = loops.join_next().await {
+        if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            // One broken loop stops the process: the orchestrator restarts it.
+            shutdown.cancel();
+            result = Err(error);
+        }
+    }
+    result
+}
+
+struct ConsumerLoop<H> {
+    bus: Arc<Bus>,
+    spec: QueueSpec,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+}
+
+impl<H: Handler> ConsumerLoop<H> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let queue = self.bus.topology.queue(&self.spec);
+        let publisher = Publisher::new(&self.bus).await?;
+        let channel = publisher.channel().clone();
+        channel
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue, "consuming");
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                next = consumer.next() => next,
+            };
+            let Some(first) = next else {
+                anyhow::bail!("the broker cancelled the consumer on {queue}");
+            };
+            let mut batch = vec![first?];
+            while batch.len() < self.settings.batch_size.max(1) {
+                match consumer.next().now_or_never() {
+                    Some(Some(delivery)) => batch.push(delivery?),
+                    _ => break,
+                }
+            }
+            self.settle(&publisher, &queue, batch).await?;
+        }
+        channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await
+            .ok();
+        // Closing the channel hands prefetched, unhandled deliveries back to the queue.
+        channel.close(200, "shutdown".into()).await.ok();
+        tracing::info!(queue, "stopped consuming");
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        publisher: &Publisher,
+        queue: &str,
+        batch: Vec<Delivery>,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut outcomes: Vec<Option<Result<(), HandlerError>>> = vec![None; batch.len()];
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
+        for (position, delivery) in batch.iter().enumerate() {
+            match Envelope::decode(&delivery.data) {
+                Ok(envelope) => {
+                    let traceparent = delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| headers::get_str(h, TRACEPARENT));
+                    decoded.push(Incoming {
+                        envelope,
+                        traceparent,
+                    });
+                    positions.push(position);
+                }
+                Err(error) => outcomes[position] = Some(Err(HandlerError::Permanent(error.to_string()))),
+            }
+        }
+        if !decoded.is_empty() {
+            let results = self.handle_guarded(&decoded).await;
+            for (position, result) in positions.into_iter().zip(results) {
+                outcomes[position] = Some(result);
+            }
+        }
+
+        let mut failures = Vec::new();
+        for (delivery, outcome) in batch.iter().zip(outcomes) {
+            let outcome = outcome.unwrap_or_else(|| {
+                Err(HandlerError::Permanent("handler returned no result".into()))
+            });
+            match outcome {
+                Ok(()) => metrics::counter!("stockfleet_messages_handled_total", "queue" => queue.to_owned()).increment(1),
+                Err(error) => {
+                    metrics::counter!("stockfleet_messages_failed_total", "queue" => queue.to_owned(), "kind" => error.kind()).increment(1);
+                    failures.push(self.failed(delivery, &error));
+                }
+            }
+        }
+        publisher.publish_all(failures).await?;
+        let last = batch.last().expect("batches are never empty");
+        publisher
+            .channel()
+            .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
+            .await?;
+        metrics::histogram!("stockfleet_handler_seconds", "queue" => queue.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Runs the handler; a panic is isolated to the message that caused it.
+    async fn handle_guarded(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
+        let run = AssertUnwindSafe(self.handler.handle(batch)).catch_unwind();
+        match run.await {
+            Ok(results) => results,
+            Err(_) if batch.len() > 1 => {
+                let mut results = Vec::with_capacity(batch.len());
+                for message in batch {
+                    results.extend(Box::pin(self.handle_guarded(std::slice::from_ref(message))).await);
+                }
+                results
+            }
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                vec![Err(HandlerError::Permanent(format!("handler panicked: {reason}")))]
+            }
+        }
+    }
+
+    /// Where a failed delivery goes next, with its failure recorded.
+    fn failed(&self, delivery: &Delivery, error: &HandlerError) -> Outgoing {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let attempts = headers::get_u32(&headers, ATTEMPTS).unwrap_or(0) + 1;
+        headers::record_failure(
+            &mut headers,
+            &error.to_string(),
+            error.kind(),
+            attempts,
+            delivery.exchange.as_str(),
+            delivery.routing_key.as_str(),
+        );
+        let topology = &self.bus.topology;
+        let give_up = matches!(error, HandlerError::Permanent(_))
+            || attempts >= self.settings.max_attempts;
+        let target = if give_up {
+            tracing::warn!(%error, kind = error.kind(), attempts, "dead-lettering message");
+            topology.dead_letter_queue(&self.spec)
+        } else {
+            let (retry_queue, delay) = topology.retry_queue(&self.spec, attempts);
+            tracing::info!(%error, attempts, ?delay, "message will be retried");
+            retry_queue
+        };
+        Outgoing {
+            exchange: String::new(),
+            routing_key: target,
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            headers,
+            body: delivery.data.clone(),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The versioned message envelope of design §5.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const ENVELOPE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub marketplace: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("malformed envelope: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unsupported envelope version {0} (this build reads version {ENVELOPE_VERSION})")]
+    UnsupportedVersion(u32),
+}
+
+impl Envelope {
+    pub fn new(kind: &str, marketplace: &str, payload: &impl Serialize) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            version: ENVELOPE_VERSION,
+            occurred_at: Utc::now(),
+            marketplace: marketplace.to_owned(),
+            payload: serde_json::to_value(payload).expect("payloads serialize to JSON"),
+        }
+    }
+
+    /// Events are routed by `<type>.<marketplace>`.
+    pub fn event_routing_key(&self) -> String {
+        format!("{}.{}", self.kind, self.marketplace)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let envelope: Envelope = serde_json::from_slice(bytes)?;
+        if envelope.version != ENVELOPE_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(envelope.version));
+        }
+        Ok(envelope)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelopes serialize to JSON")
+    }
+
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.payload)
+    }
+}
+
+/// A W3C `traceparent`, continuing `parent`'s trace when there is one.
+pub fn traceparent(parent: Option<&str>) -> String {
+    let trace_id = parent
+        .and_then(|p| p.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+    let span_id = &Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace_id}-{span_id}-01")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_checks_the_version() {
+        let envelope = Envelope::new("order.created", "backmarket", &serde_json::json!({"a": 1}));
+        let decoded = Envelope::decode(&envelope.to_bytes()).unwrap();
+        assert_eq!(decoded, envelope);
+        assert_eq!(decoded.event_routing_key(), "order.created.backmarket");
+
+        let mut future = serde_json::to_value(&envelope).unwrap();
+        future["version"] = 2.into();
+        let bytes = serde_json::to_vec(&future).unwrap();
+        assert!(matches!(
+            Envelope::decode(&bytes),
+            Err(EnvelopeError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(
+            Envelope::decode(b"{not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn traceparent_continues_the_parent_trace() {
+        let root = traceparent(None);
+        let parts: Vec<&str> = root.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[1].len(), 32);
+        let child = traceparent(Some(&root));
+        assert_eq!(child.split('-').nth(1), Some(parts[1]));
+        assert_ne!(child, root);
+    }
+}

@@ -1,0 +1,67 @@
+//! Persistent messages published with confirms: a publish returns only once
+//! the broker has taken responsibility for every message.
+
+use anyhow::bail;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_id: String,
+    pub headers: FieldTable,
+    pub body: Vec<u8>,
+}
+
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn new(bus: &super::Bus) -> lapin::Result<Self> {
+        Self::on(bus.channel().await?).await
+    }
+
+    /// Puts an existing channel in confirm mode and publishes on it.
+    pub async fn on(channel: Channel) -> lapin::Result<Self> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self { channel })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes every message, then waits for all their confirms.
+    pub async fn publish_all(&self, messages: Vec<Outgoing>) -> anyhow::Result<()> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(message.message_id.into())
+                .with_headers(message.headers);
+            confirms.push(
+                self.channel
+                    .basic_publish(
+                        message.exchange.into(),
+                        message.routing_key.into(),
+                        BasicPublishOptions::default(),
+                        &message.body,
+                        properties,
+                    )
+                    .await?,
+            );
+        }
+        for confirm in confirms {
+            if !confirm.await?.is_ack() {
+                bail!("the broker refused a message (nack); it will be published again");
+            }
+        }
+        Ok(())
+    }
+}

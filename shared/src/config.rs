@@ -1,0 +1,73 @@
+//! Configuration shared by every binary: environment variables with sane
+//! defaults for one machine running PostgreSQL and RabbitMQ locally.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where the database and the broker are, and how the bus is used.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/stockfleet")]
+    pub database_url: String,
+    /// Connections kept in the database pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10)]
+    pub database_pool_size: u32,
+    /// RabbitMQ connection URL.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name, so tenants and tests can share a broker.
+    #[arg(long, env = "BUS_PREFIX", default_value = "stockfleet")]
+    pub bus_prefix: String,
+    #[command(flatten)]
+    pub consumer: ConsumerSettings,
+}
+
+/// How a worker consumes its queue.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerSettings {
+    /// Unacknowledged deliveries the broker may send each consumer.
+    #[arg(long, env = "PREFETCH", default_value_t = 200)]
+    pub prefetch: u16,
+    /// Deliveries handled in one database transaction at most.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 100)]
+    pub batch_size: usize,
+    /// Consumers (channels) per worker process.
+    #[arg(long, env = "CONSUMERS", default_value_t = 2)]
+    pub consumers: usize,
+    /// Attempts of a message with transient failures before it is dead-lettered.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 6)]
+    pub max_attempts: u32,
+    /// Delays of the retry queues, in milliseconds, one per retry (the last repeats).
+    #[arg(long, env = "RETRY_DELAYS_MS", value_delimiter = ',', default_value = "1000,5000,30000,120000,600000")]
+    pub retry_delays_ms: Vec<u64>,
+}
+
+impl ConsumerSettings {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect()
+    }
+}
+
+/// The health, readiness and metrics endpoint of a long-running binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthSettings {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+}
+
+/// Reads `Settings` from the environment alone (for tests and embedding).
+impl Default for Settings {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        <Only as clap::Parser>::parse_from(["stockfleet"]).settings
+    }
+}

@@ -1,0 +1,67 @@
+//! `/healthz` (the process is up), `/readyz` (database and broker reachable)
+//! and `/metrics` (Prometheus text) for every long-running binary.
+
+use crate::bus::Bus;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct Probes {
+    db: PgPool,
+    bus: Arc<Bus>,
+}
+
+/// Serves the endpoints on `addr` until `shutdown`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    db: PgPool,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(|| async { crate::telemetry::metrics().render() }))
+        .with_state(Probes { db, bus });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "health endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
+
+async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&probes.db),
+    )
+    .await;
+    let mut problems = Vec::new();
+    match db {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => problems.push(format!("database: {error}")),
+        Err(_) => problems.push("database: no answer within 2 s".to_owned()),
+    }
+    if !probes.bus.is_connected() {
+        problems.push("broker: not connected".to_owned());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("; "))
+    }
+}

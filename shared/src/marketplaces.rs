@@ -1,0 +1,57 @@
+//! The marketplaces table, cached per process.
+
+use sqlx::{FromRow, PgPool};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::RwLock;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MarketplaceRow {
+    pub id: i32,
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub base_url: String,
+    pub credential_env: String,
+    pub sync_enabled: bool,
+    pub lock_unpaid_orders: bool,
+}
+
+pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
+    sqlx::query_as(
+        "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders
+         FROM marketplaces ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Marketplaces by code; an unknown code reloads the table once, so a
+/// marketplace added while the fleet runs is found without a restart.
+pub struct MarketplaceDirectory {
+    pool: PgPool,
+    by_code: RwLock<HashMap<String, Arc<MarketplaceRow>>>,
+}
+
+impl MarketplaceDirectory {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            by_code: RwLock::default(),
+        }
+    }
+
+    pub async fn get(&self, code: &str) -> sqlx::Result<Option<Arc<MarketplaceRow>>> {
+        if let Some(found) = self.by_code.read().await.get(code) {
+            return Ok(Some(found.clone()));
+        }
+        let fresh: HashMap<_, _> = load_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| (row.code.clone(), Arc::new(row)))
+            .collect();
+        let found = fresh.get(code).cloned();
+        *self.by_code.write().await = fresh;
+        Ok(found)
+    }
+}

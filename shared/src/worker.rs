@@ -1,0 +1,137 @@
+//! What every worker binary does around its handler: connect to PostgreSQL
+//! (migrated) and RabbitMQ, declare the topology, serve health and metrics,
+//! relay the outbox, consume until SIGTERM, then shut down in order.
+
+use crate::bus::{self, Bus, Handler, QueueSpec, Topology};
+use crate::config::Settings;
+use anyhow::Context;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Worker {
+    pub name: &'static str,
+    pub db: PgPool,
+    pub bus: Arc<Bus>,
+    pub settings: Settings,
+    pub shutdown: CancellationToken,
+    pub health_addr: Option<SocketAddr>,
+    relay_stop: CancellationToken,
+    relay: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Worker {
+    pub async fn start(
+        name: &'static str,
+        settings: Settings,
+        health: Option<SocketAddr>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
+            .await?;
+        let codes: Vec<String> = crate::marketplaces::load_all(&db)
+            .await?
+            .into_iter()
+            .map(|m| m.code)
+            .collect();
+        let topology = Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
+        let bus = Arc::new(Bus::connect(&settings.amqp_url, topology).await?);
+        bus.declare(&QueueSpec::all(codes.iter().map(String::as_str)))
+            .await?;
+        let health_addr = match health {
+            Some(addr) => Some(
+                crate::health::serve(addr, db.clone(), bus.clone(), shutdown.clone())
+                    .await
+                    .with_context(|| format!("cannot serve health endpoints on {addr}"))?,
+            ),
+            None => None,
+        };
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn({
+            let (db, bus, stop) = (db.clone(), bus.clone(), relay_stop.clone());
+            async move { bus::outbox::run_relay(db, &bus, stop).await }
+        });
+        tracing::info!(worker = name, prefix = %settings.bus_prefix, "started");
+        Ok(Self {
+            name,
+            db,
+            bus,
+            settings,
+            shutdown,
+            health_addr,
+            relay_stop,
+            relay,
+        })
+    }
+
+    /// Consumes `spec` with `handler` until shutdown, then stops the relay
+    /// (after a last drain) and closes the connections.
+    pub async fn consume<H: Handler>(self, spec: QueueSpec, handler: H) -> anyhow::Result<()> {
+        let consumed = bus::consumer::run(
+            self.bus.clone(),
+            spec,
+            self.settings.consumer.clone(),
+            Arc::new(handler),
+            self.shutdown.clone(),
+        )
+        .await;
+        self.stop(consumed).await
+    }
+
+    /// Stops the outbox relay and closes connections; returns `result`, or the
+    /// relay's error if it failed.
+    pub async fn stop(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        self.relay_stop.cancel();
+        let relayed = self.relay.await.context("outbox relay task")?;
+        self.bus.close().await;
+        self.db.close().await;
+        tracing::info!(worker = self.name, "stopped");
+        result.and(relayed)
+    }
+}
+
+/// Command-line arguments of every worker binary.
+#[derive(Debug, clap::Parser)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Address of /healthz, /readyz and /metrics (each worker has its own default port).
+    #[arg(long, env = "HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+}
+
+/// The `main` of a worker binary: logging, arguments, signals, then `body`
+/// with a started [`Worker`]. Exits 0 after a graceful shutdown, 1 on error.
+pub fn main<F, Fut>(name: &'static str, default_health_port: u16, body: F) -> std::process::ExitCode
+where
+    F: FnOnce(Worker) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::telemetry::init_logging();
+    let args = <WorkerArgs as clap::Parser>::parse();
+    let health = args
+        .health_addr
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_health_port)));
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        let shutdown = crate::shutdown::on_signals();
+        let worker = Worker::start(name, args.settings, Some(health), shutdown).await?;
+        body(worker).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(worker = name, error = format!("{error:#}"), "worker failed");
+            eprintln!("stockfleet-{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves health until shutdown: for workers whose own work is not built yet.
+pub async fn idle(worker: Worker) -> anyhow::Result<()> {
+    worker.shutdown.cancelled().await;
+    worker.stop(Ok(())).await
+}
