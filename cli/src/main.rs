@@ -9,7 +9,11 @@ use stockfleet::admin::validate;
 use stockfleet::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "stockfleet", version, about = "Operate the stockfleet worker fleet")]
+#[command(
+    name = "stockfleet",
+    version,
+    about = "Operate the stockfleet worker fleet"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -126,9 +130,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     quantity,
                     why,
                 } => vec![
-                    stock::correct(&pool, &sku, &marketplace, Correction::Set(quantity), &why.actor, &why.reason)
-                        .await
-                        .context("stock set")?,
+                    stock::correct(
+                        &pool,
+                        &sku,
+                        &marketplace,
+                        Correction::Set(quantity),
+                        &why.actor,
+                        &why.reason,
+                    )
+                    .await
+                    .context("stock set")?,
                 ],
                 StockCommand::Adjust {
                     sku,
@@ -136,9 +147,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     by,
                     why,
                 } => vec![
-                    stock::correct(&pool, &sku, &marketplace, Correction::Adjust(by), &why.actor, &why.reason)
-                        .await
-                        .context("stock adjust")?,
+                    stock::correct(
+                        &pool,
+                        &sku,
+                        &marketplace,
+                        Correction::Adjust(by),
+                        &why.actor,
+                        &why.reason,
+                    )
+                    .await
+                    .context("stock adjust")?,
                 ],
             };
             println!(

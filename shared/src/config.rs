@@ -8,13 +8,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/stockfleet")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/stockfleet"
+    )]
     pub database_url: String,
     /// Connections kept in the database pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10)]
     pub database_pool_size: u32,
     /// RabbitMQ connection URL.
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// Prefix of every exchange and queue name, so tenants and tests can share a broker.
     #[arg(long, env = "BUS_PREFIX", default_value = "stockfleet")]
@@ -39,7 +47,12 @@ pub struct ConsumerSettings {
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 6)]
     pub max_attempts: u32,
     /// Delays of the retry queues, in milliseconds, one per retry (the last repeats).
-    #[arg(long, env = "RETRY_DELAYS_MS", value_delimiter = ',', default_value = "1000,5000,30000,120000,600000")]
+    #[arg(
+        long,
+        env = "RETRY_DELAYS_MS",
+        value_delimiter = ',',
+        default_value = "1000,5000,30000,120000,600000"
+    )]
     pub retry_delays_ms: Vec<u64>,
 }
 

@@ -26,9 +26,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
                 .connect(url)
         },
         is_unreachable,
-        |error, wait| {
-            tracing::warn!(%error, ?wait, "PostgreSQL not reachable yet; retrying")
-        },
+        |error, wait| tracing::warn!(%error, ?wait, "PostgreSQL not reachable yet; retrying"),
     )
     .await
     .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
@@ -59,12 +57,11 @@ pub async fn migrate(url: &str) -> anyhow::Result<PgPool> {
 }
 
 pub async fn ensure_migrated(pool: &PgPool) -> anyhow::Result<()> {
-    let applied: Vec<i64> = sqlx::query_scalar(
-        "SELECT version FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap_or_default();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
     let applied: HashSet<i64> = applied.into_iter().collect();
     let missing: Vec<String> = MIGRATOR
         .iter()

@@ -28,7 +28,10 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(|| async { crate::telemetry::metrics().render() }))
+        .route(
+            "/metrics",
+            get(|| async { crate::telemetry::metrics().render() }),
+        )
         .with_state(Probes { db, bus });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

@@ -9,8 +9,10 @@
 
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::bus::{Envelope, Handler, HandlerError, Incoming, QueueSpec};
-use crate::domain::ledger::{self as rules, ChangeType, ItemOp, Lock, LockState, LockWrite, StockLevels};
 use crate::domain::StockEffect;
+use crate::domain::ledger::{
+    self as rules, ChangeType, ItemOp, Lock, LockState, LockWrite, StockLevels,
+};
 use crate::events::{OrderEvent, STOCK_CHANGED, StockChanged};
 use crate::marketplaces::MarketplaceDirectory;
 use sqlx::{PgConnection, PgPool, Row};
@@ -128,9 +130,9 @@ impl LedgerHandler {
                     event.order_id, item.item_id
                 )));
             }
-            let effect = event
-                .item_status(item)
-                .map_or(StockEffect::None, |status| status.stock_effect(marketplace.lock_unpaid_orders));
+            let effect = event.item_status(item).map_or(StockEffect::None, |status| {
+                status.stock_effect(marketplace.lock_unpaid_orders)
+            });
             if let Some(op) = self.role.op(effect) {
                 planned.push(Planned {
                     message: index,
@@ -155,7 +157,12 @@ impl LedgerHandler {
         let mut tx = self.pool.begin().await?;
         let keys: BTreeSet<(i64, i32)> = planned
             .iter()
-            .map(|p| (variations[&(p.marketplace_id, p.sku.clone())], p.marketplace_id))
+            .map(|p| {
+                (
+                    variations[&(p.marketplace_id, p.sku.clone())],
+                    p.marketplace_id,
+                )
+            })
             .collect();
         let mut rows = lock_stock_rows(&mut tx, &keys).await?;
         let mut locks = load_locks(&mut tx, planned).await?;
@@ -167,9 +174,16 @@ impl LedgerHandler {
         let mut announced: BTreeMap<(usize, (i64, i32)), (StockLevels, ChangeType)> =
             BTreeMap::new();
         for item in planned {
-            let key = (variations[&(item.marketplace_id, item.sku.clone())], item.marketplace_id);
+            let key = (
+                variations[&(item.marketplace_id, item.sku.clone())],
+                item.marketplace_id,
+            );
             let row = rows.get_mut(&key).expect("every touched row was locked");
-            let lock_key: LockKey = (item.marketplace_id, item.order_id.clone(), item.item_id.clone());
+            let lock_key: LockKey = (
+                item.marketplace_id,
+                item.order_id.clone(),
+                item.item_id.clone(),
+            );
             let existing = locks.get(&lock_key).copied();
             let transition = rules::apply(row.levels, existing, item.op, item.quantity);
             match transition.lock {
@@ -232,7 +246,10 @@ impl LedgerHandler {
                 change_type: change_type.as_str().to_owned(),
             };
             let envelope = Envelope::new(STOCK_CHANGED, &incoming.envelope.marketplace, &payload);
-            messages.push(OutboxMessage::event(envelope, incoming.traceparent.as_deref()));
+            messages.push(OutboxMessage::event(
+                envelope,
+                incoming.traceparent.as_deref(),
+            ));
         }
         outbox::enqueue(&mut tx, &messages).await?;
         tx.commit().await?;
@@ -302,7 +319,12 @@ async fn resolve_skus(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|row| ((row.get("marketplace_id"), row.get("sku")), row.get("variation_id")))
+        .map(|row| {
+            (
+                (row.get("marketplace_id"), row.get("sku")),
+                row.get("variation_id"),
+            )
+        })
         .collect())
 }
 
@@ -377,7 +399,13 @@ async fn load_locks(
                 row.get("order_external_id"),
                 row.get("order_item_external_id"),
             );
-            Some((key, Lock { state, quantity: row.get("quantity_locked") }))
+            Some((
+                key,
+                Lock {
+                    state,
+                    quantity: row.get("quantity_locked"),
+                },
+            ))
         })
         .collect())
 }

@@ -8,11 +8,17 @@ use tracing_subscriber::EnvFilter;
 /// gives human-readable lines for local runs.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let result = if std::env::var("LOG_FORMAT").as_deref() == Ok("text") {
         builder.try_init()
     } else {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     };
     // A second init (tests) keeps the first subscriber.
     drop(result);

@@ -1,1 +1,501 @@
+//! Test harness: every test gets its own database and its own bus prefix on
+//! the shared PostgreSQL and RabbitMQ, so tests run in parallel and never see
+//! each other's rows or messages. Both are removed when the test ends, even
+//! when it panics.
 
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use sqlx::{PgPool, Row};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stockfleet::bus::headers;
+use stockfleet::bus::{Bus, Envelope, Exchange, QueueSpec, Topology};
+use stockfleet::config::{ConsumerSettings, Settings};
+use stockfleet::domain::OrderStatus;
+use stockfleet::events::{ORDER_CREATED, ORDER_STATUS_CHANGED, OrderEvent, OrderEventItem};
+use stockfleet::ledger::Role;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const MARKETPLACE: &str = "backmarket";
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub struct TestEnv {
+    pub name: String,
+    pub settings: Settings,
+    pub db: PgPool,
+    pub bus: Arc<Bus>,
+    channel: Channel,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        stockfleet::telemetry::metrics();
+        let name = format!("sft_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let settings = Settings {
+            database_url: database_url.clone(),
+            database_pool_size: 5,
+            amqp_url: std::env::var("AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            bus_prefix: name.clone(),
+            consumer: ConsumerSettings {
+                prefetch: 100,
+                batch_size: 50,
+                consumers: 1,
+                max_attempts: 3,
+                retry_delays_ms: vec![100, 200],
+            },
+        };
+        stockfleet::db::migrate(&database_url)
+            .await
+            .expect("migrate test database");
+        let db = stockfleet::db::connect(&database_url, 5)
+            .await
+            .expect("test pool");
+        let topology = Topology::new(&name, settings.consumer.retry_delays());
+        let bus = Arc::new(
+            Bus::connect(&settings.amqp_url, topology)
+                .await
+                .expect("broker"),
+        );
+        bus.declare(&QueueSpec::all(
+            marketplace_codes(&db).await.iter().map(String::as_str),
+        ))
+        .await
+        .expect("declare topology");
+        let channel = bus.channel().await.expect("channel");
+        Self {
+            name,
+            settings,
+            db,
+            bus,
+            channel,
+        }
+    }
+
+    pub fn queue(&self, spec: &QueueSpec) -> String {
+        self.bus.topology.queue(spec)
+    }
+
+    /// Sets listed stock for a SKU (creating it) the way an operator does.
+    pub async fn set_stock(&self, sku: &str, listed: i32) {
+        stockfleet::admin::stock::correct(
+            &self.db,
+            sku,
+            MARKETPLACE,
+            stockfleet::admin::stock::Correction::Set(listed),
+            "test",
+            "initial count",
+        )
+        .await
+        .expect("set stock");
+    }
+
+    /// Publishes envelopes on the events exchange, as the poller's relay would.
+    pub async fn publish(&self, envelopes: &[Envelope]) {
+        for envelope in envelopes {
+            self.publish_raw(&envelope.event_routing_key(), envelope.to_bytes())
+                .await;
+        }
+    }
+
+    pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>) {
+        self.channel
+            .basic_publish(
+                self.bus.topology.exchange(Exchange::Events).into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    /// Starts a locker or reducer inside this process.
+    pub async fn start(&self, role: Role) -> InProcessWorker {
+        self.start_with(self.settings.clone(), role).await
+    }
+
+    pub async fn start_with(&self, settings: Settings, role: Role) -> InProcessWorker {
+        let shutdown = CancellationToken::new();
+        let worker = stockfleet::worker::Worker::start("test", settings, None, shutdown.clone())
+            .await
+            .expect("start worker");
+        let task = tokio::spawn(stockfleet::ledger::run(worker, role));
+        InProcessWorker { shutdown, task }
+    }
+
+    /// Starts a worker binary of this workspace with this test's settings.
+    pub fn spawn(&self, binary: &str) -> tokio::process::Child {
+        let path = binary_path(binary);
+        tokio::process::Command::new(&path)
+            .env("DATABASE_URL", &self.settings.database_url)
+            .env("DATABASE_POOL_SIZE", "4")
+            .env("AMQP_URL", &self.settings.amqp_url)
+            .env("BUS_PREFIX", &self.name)
+            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("CONSUMERS", "2")
+            .env("BATCH_SIZE", "50")
+            .env("RETRY_DELAYS_MS", "100,200")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; run `cargo build --workspace` first",
+                    path.display()
+                )
+            })
+    }
+
+    /// Messages handled plus failed by the in-process consumers of `queue`.
+    pub fn settled(&self, queue: &str) -> u64 {
+        let rendered = stockfleet::telemetry::metrics().render();
+        let label = format!("queue=\"{queue}\"");
+        rendered
+            .lines()
+            .filter(|line| {
+                (line.starts_with("stockfleet_messages_handled_total")
+                    || line.starts_with("stockfleet_messages_failed_total"))
+                    && line.contains(&label)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Waits until the in-process consumers of `queue` have settled `count` messages.
+    pub async fn wait_settled(&self, queue: &str, count: u64) {
+        eventually(&format!("{count} messages settled on {queue}"), || async {
+            self.settled(queue) >= count
+        })
+        .await;
+    }
+
+    pub async fn levels(&self, sku: &str) -> (i32, i32, i32) {
+        let row = sqlx::query(
+            "SELECT listed_stock, locked_stock, available_stock FROM marketplace_stock s
+             JOIN variations v ON v.id = s.variation_id WHERE v.sku = $1",
+        )
+        .bind(sku)
+        .fetch_one(&self.db)
+        .await
+        .expect("stock row");
+        (row.get(0), row.get(1), row.get(2))
+    }
+
+    pub async fn lock_state(&self, order: &str, item: &str) -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT lock_status FROM marketplace_stock_locks
+             WHERE order_external_id = $1 AND order_item_external_id = $2",
+        )
+        .bind(order)
+        .bind(item)
+        .fetch_optional(&self.db)
+        .await
+        .expect("lock query")
+    }
+
+    pub async fn outbox_len(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.db)
+            .await
+            .expect("outbox count")
+    }
+
+    /// A queue bound to the events exchange that collects what matches `pattern`.
+    pub async fn observe(&self, pattern: &str) -> Observer {
+        let name = format!("{}.observe.{}", self.name, uuid::Uuid::now_v7().simple());
+        let channel = self.bus.channel().await.expect("channel");
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer queue");
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                self.bus.topology.exchange(Exchange::Events).into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind observer");
+        Observer { channel, name }
+    }
+
+    /// Takes every message in a queue: (headers, body).
+    pub async fn drain(&self, queue: &str) -> Vec<(FieldTable, Vec<u8>)> {
+        let mut messages = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            let headers = message
+                .delivery
+                .properties
+                .headers()
+                .clone()
+                .unwrap_or_default();
+            messages.push((headers, message.delivery.data));
+        }
+        messages
+    }
+
+    /// Ready messages in a queue.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .consumer_count()
+    }
+
+    pub async fn validate(&self) -> stockfleet::admin::validate::Report {
+        stockfleet::admin::validate::validate(&self.db, Duration::from_secs(3600))
+            .await
+            .expect("validate")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let amqp_url = self.settings.amqp_url.clone();
+        let topology = self.bus.topology.clone();
+        // A thread with its own runtime: Drop cannot await, and it also runs on panic.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("cleanup runtime");
+            runtime.block_on(cleanup(name, amqp_url, topology));
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn cleanup(name: String, amqp_url: String, topology: Topology) {
+    if let Ok(connection) =
+        lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await
+    {
+        if let Ok(channel) = connection.create_channel().await {
+            let codes = ["backmarket", "refurbed", "woocommerce"];
+            let mut queues: Vec<String> = QueueSpec::all(codes)
+                .iter()
+                .flat_map(|spec| topology.queue_names(spec))
+                .collect();
+            queues.push(topology.unroutable());
+            for queue in queues {
+                let _ = channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for exchange in [
+                topology.exchange(Exchange::Events),
+                topology.exchange(Exchange::Commands),
+                topology.unroutable(),
+            ] {
+                let _ = channel
+                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "test over".into()).await;
+    }
+    if let Ok(admin) = PgPool::connect(ADMIN_URL).await {
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+    }
+}
+
+async fn marketplace_codes(db: &PgPool) -> Vec<String> {
+    stockfleet::marketplaces::load_all(db)
+        .await
+        .expect("marketplaces")
+        .into_iter()
+        .map(|m| m.code)
+        .collect()
+}
+
+/// A worker running inside the test process.
+pub struct InProcessWorker {
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcessWorker {
+    /// Graceful stop, as on SIGTERM; fails the test if the worker failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("worker task")
+            .expect("worker result");
+    }
+}
+
+/// Collects messages routed to it.
+pub struct Observer {
+    channel: Channel,
+    name: String,
+}
+
+impl Observer {
+    pub async fn count(&self) -> u32 {
+        self.channel
+            .queue_declare(
+                self.name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer depth")
+            .message_count()
+    }
+
+    /// Every envelope received so far.
+    pub async fn take(&self) -> Vec<Envelope> {
+        let expected = self.count().await;
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                self.name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("observer consume");
+        let mut envelopes = Vec::new();
+        while envelopes.len() < expected as usize {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("observer delivery")
+                .expect("observer stream")
+                .expect("delivery");
+            envelopes.push(Envelope::decode(&delivery.data).expect("envelope"));
+        }
+        envelopes
+    }
+}
+
+/// Awaits a condition (polling it), failing the test after 60 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A workspace binary next to the test executable (target/<profile>/).
+pub fn binary_path(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// An order event for one item of `quantity` units.
+pub fn order_event(
+    kind: &str,
+    order: &str,
+    item: &str,
+    sku: &str,
+    quantity: i64,
+    status: OrderStatus,
+) -> Envelope {
+    let event = OrderEvent {
+        order_id: order.to_owned(),
+        status: Some(status),
+        previous_status: None,
+        raw_status: status.as_str().to_owned(),
+        items: vec![OrderEventItem {
+            item_id: item.to_owned(),
+            sku: sku.to_owned(),
+            quantity,
+            status: None,
+        }],
+    };
+    Envelope::new(kind, MARKETPLACE, &event)
+}
+
+pub fn created(order: &str, sku: &str, quantity: i64) -> Envelope {
+    order_event(
+        ORDER_CREATED,
+        order,
+        &format!("{order}-1"),
+        sku,
+        quantity,
+        OrderStatus::Pending,
+    )
+}
+
+pub fn changed(order: &str, sku: &str, quantity: i64, status: OrderStatus) -> Envelope {
+    order_event(
+        ORDER_STATUS_CHANGED,
+        order,
+        &format!("{order}-1"),
+        sku,
+        quantity,
+        status,
+    )
+}
+
+pub fn header(headers: &FieldTable, key: &str) -> Option<String> {
+    headers::get_str(headers, key)
+}

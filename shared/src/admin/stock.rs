@@ -162,7 +162,9 @@ pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockEr
             let rule = BufferRule {
                 basis_points: row.get::<i32, _>("basis_points").clamp(0, 10_000) as u32,
                 min_units: row.get::<i32, _>("min_units").max(0) as u32,
-                max_shown: row.get::<Option<i32>, _>("max_shown").map(|cap| cap.max(0) as u32),
+                max_shown: row
+                    .get::<Option<i32>, _>("max_shown")
+                    .map(|cap| cap.max(0) as u32),
                 rounding: row
                     .get::<String, _>("rounding")
                     .parse()

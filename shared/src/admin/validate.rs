@@ -277,7 +277,11 @@ pub async fn repair(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
         };
         let mut history = HistoryColumns::default();
         history.add(
-            (candidate.id, candidate.variation_id, candidate.marketplace_id),
+            (
+                candidate.id,
+                candidate.variation_id,
+                candidate.marketplace_id,
+            ),
             &change,
             (None, None),
             None,
@@ -302,7 +306,10 @@ pub async fn repair(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
 }
 
 /// (locked from locks, levels from history) of one row, inside a transaction.
-async fn drift_of(conn: &mut sqlx::PgConnection, stock_id: i64) -> sqlx::Result<(i32, StockLevels)> {
+async fn drift_of(
+    conn: &mut sqlx::PgConnection,
+    stock_id: i64,
+) -> sqlx::Result<(i32, StockLevels)> {
     let row = sqlx::query(
         "SELECT
              (SELECT COALESCE(sum(quantity_locked), 0)::int FROM marketplace_stock_locks

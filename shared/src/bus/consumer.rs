@@ -171,7 +171,9 @@ impl<H: Handler> ConsumerLoop<H> {
                     });
                     positions.push(position);
                 }
-                Err(error) => outcomes[position] = Some(Err(HandlerError::Permanent(error.to_string()))),
+                Err(error) => {
+                    outcomes[position] = Some(Err(HandlerError::Permanent(error.to_string())))
+                }
             }
         }
         if !decoded.is_empty() {
@@ -213,7 +215,8 @@ impl<H: Handler> ConsumerLoop<H> {
             Err(_) if batch.len() > 1 => {
                 let mut results = Vec::with_capacity(batch.len());
                 for message in batch {
-                    results.extend(Box::pin(self.handle_guarded(std::slice::from_ref(message))).await);
+                    results
+                        .extend(Box::pin(self.handle_guarded(std::slice::from_ref(message))).await);
                 }
                 results
             }
@@ -223,7 +226,9 @@ impl<H: Handler> ConsumerLoop<H> {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_default();
-                vec![Err(HandlerError::Permanent(format!("handler panicked: {reason}")))]
+                vec![Err(HandlerError::Permanent(format!(
+                    "handler panicked: {reason}"
+                )))]
             }
         }
     }
@@ -241,8 +246,8 @@ impl<H: Handler> ConsumerLoop<H> {
             delivery.routing_key.as_str(),
         );
         let topology = &self.bus.topology;
-        let give_up = matches!(error, HandlerError::Permanent(_))
-            || attempts >= self.settings.max_attempts;
+        let give_up =
+            matches!(error, HandlerError::Permanent(_)) || attempts >= self.settings.max_attempts;
         let target = if give_up {
             tracing::warn!(%error, kind = error.kind(), attempts, "dead-lettering message");
             topology.dead_letter_queue(&self.spec)

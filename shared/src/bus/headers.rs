@@ -76,12 +76,22 @@ mod tests {
     #[test]
     fn failure_keeps_first_failure_and_original_route() {
         let mut headers = FieldTable::default();
-        record_failure(&mut headers, "db down", "transient", 1, "p.events", "order.created.bm");
+        record_failure(
+            &mut headers,
+            "db down",
+            "transient",
+            1,
+            "p.events",
+            "order.created.bm",
+        );
         let first = get_str(&headers, FIRST_FAILURE).unwrap();
         record_failure(&mut headers, "still down", "transient", 2, "", "p.locker");
         assert_eq!(get_str(&headers, FIRST_FAILURE).unwrap(), first);
         assert_eq!(get_str(&headers, ORIGINAL_EXCHANGE).unwrap(), "p.events");
-        assert_eq!(get_str(&headers, ORIGINAL_ROUTING_KEY).unwrap(), "order.created.bm");
+        assert_eq!(
+            get_str(&headers, ORIGINAL_ROUTING_KEY).unwrap(),
+            "order.created.bm"
+        );
         assert_eq!(get_str(&headers, ERROR).unwrap(), "still down");
         assert_eq!(get_u32(&headers, ATTEMPTS), Some(2));
     }

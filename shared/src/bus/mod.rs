@@ -32,9 +32,8 @@ impl Bus {
             max_interval: Duration::from_secs(5),
             max_elapsed: Duration::from_secs(60),
         };
-        let properties = || {
-            ConnectionProperties::default().with_connection_name("stockfleet".into())
-        };
+        let properties =
+            || ConnectionProperties::default().with_connection_name("stockfleet".into());
         let connection = crate::retry::retry(
             &policy,
             || Connection::connect(url, properties()),

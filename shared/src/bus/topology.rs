@@ -193,7 +193,10 @@ impl Topology {
         declare_queue(channel, &dlq, quorum()).await?;
 
         let mut work = dead_lettering_to(&dlq);
-        work.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        work.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
         declare_queue(channel, &queue, work).await?;
         for (exchange, pattern) in &spec.bindings {
             channel
@@ -260,7 +263,10 @@ mod tests {
         );
         let spec = QueueSpec::publisher("backmarket");
         assert_eq!(topology.queue(&spec), "t1.publisher.backmarket");
-        assert_eq!(topology.dead_letter_queue(&spec), "t1.publisher.backmarket.dlq");
+        assert_eq!(
+            topology.dead_letter_queue(&spec),
+            "t1.publisher.backmarket.dlq"
+        );
         assert_eq!(
             topology.retry_queue(&spec, 1).0,
             "t1.publisher.backmarket.retry.100ms"

@@ -28,7 +28,9 @@ impl FromStr for Rounding {
             "up" => Ok(Rounding::Up),
             "down" => Ok(Rounding::Down),
             "nearest" => Ok(Rounding::Nearest),
-            other => Err(format!("unknown buffer rounding {other:?} (up, down, nearest)")),
+            other => Err(format!(
+                "unknown buffer rounding {other:?} (up, down, nearest)"
+            )),
         }
     }
 }

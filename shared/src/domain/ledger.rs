@@ -186,7 +186,13 @@ pub fn apply(levels: StockLevels, lock: Option<Lock>, op: ItemOp, quantity: i32)
                 }),
             }
         }
-        (ItemOp::Consume, Some(Lock { state: LockState::Locked, quantity: held })) => {
+        (
+            ItemOp::Consume,
+            Some(Lock {
+                state: LockState::Locked,
+                quantity: held,
+            }),
+        ) => {
             let (after, note) = reduce(unlock(levels, held), held);
             Transition {
                 levels: after,
@@ -221,7 +227,13 @@ pub fn apply(levels: StockLevels, lock: Option<Lock>, op: ItemOp, quantity: i32)
                 }),
             }
         }
-        (ItemOp::Release, Some(Lock { state: LockState::Locked, quantity: held })) => {
+        (
+            ItemOp::Release,
+            Some(Lock {
+                state: LockState::Locked,
+                quantity: held,
+            }),
+        ) => {
             let after = unlock(levels, held);
             Transition {
                 levels: after,
@@ -263,7 +275,10 @@ fn reduce(levels: StockLevels, quantity: i32) -> (StockLevels, Option<String>) {
         );
         (StockLevels::new(0, levels.locked), Some(note))
     } else {
-        (StockLevels::new(levels.listed - quantity, levels.locked), None)
+        (
+            StockLevels::new(levels.listed - quantity, levels.locked),
+            None,
+        )
     }
 }
 
@@ -356,12 +371,7 @@ mod tests {
         let note = t.change.unwrap().note.unwrap();
         assert!(note.contains("clamped at 0"), "{note}");
 
-        let t = apply(
-            StockLevels::new(1, 2),
-            Some(LOCKED_2),
-            ItemOp::Consume,
-            2,
-        );
+        let t = apply(StockLevels::new(1, 2), Some(LOCKED_2), ItemOp::Consume, 2);
         assert_eq!(t.levels, StockLevels::new(0, 0));
         assert!(t.change.unwrap().note.unwrap().contains("clamped"));
     }
@@ -477,7 +487,10 @@ mod properties {
                 .map(|lock| lock.quantity)
                 .sum();
             assert_eq!(self.levels.locked, locked, "invariant 1");
-            assert!(self.levels.listed >= 0 && self.levels.locked >= 0, "invariant 2");
+            assert!(
+                self.levels.listed >= 0 && self.levels.locked >= 0,
+                "invariant 2"
+            );
             let replayed = self.history.iter().fold((0, 0), |(listed, locked), c| {
                 (
                     listed + c.after.listed - c.before.listed,

@@ -1,0 +1,161 @@
+//! Worker processes under load, crashes and shutdown, as an operator runs them.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use stockfleet::bus::QueueSpec;
+use stockfleet::domain::OrderStatus::{Cancelled, Shipped};
+use stockfleet_tests::*;
+use tokio::process::Child;
+
+async fn wait_consumers(env: &TestEnv, spec: &QueueSpec, count: u32) {
+    let queue = env.queue(spec);
+    eventually(&format!("{count} consumers on {queue}"), || async {
+        env.consumers(&queue).await >= count
+    })
+    .await;
+}
+
+async fn terminate(mut child: Child) {
+    let pid = child.id().expect("running child").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("graceful shutdown within 30 s")
+        .unwrap();
+    assert!(exit.success(), "worker exited with {exit} on SIGTERM");
+}
+
+async fn count(env: &TestEnv, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&env.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_lockers_and_two_reducers_under_200_concurrent_orders_keep_the_invariants() {
+    let env = TestEnv::new().await;
+    env.set_stock("HOT", 500).await;
+    let workers = vec![
+        env.spawn("stockfleet-locker"),
+        env.spawn("stockfleet-locker"),
+        env.spawn("stockfleet-reducer"),
+        env.spawn("stockfleet-reducer"),
+    ];
+    wait_consumers(&env, &QueueSpec::locker(), 4).await;
+    wait_consumers(&env, &QueueSpec::reducer(), 4).await;
+
+    // 200 orders on one variation: 100 ship, 50 are cancelled, 50 stay open;
+    // every event is published out of order from 8 concurrent publishers.
+    let mut events = Vec::new();
+    for n in 0..200 {
+        let order = format!("H{n}");
+        events.push(created(&order, "HOT", 1));
+        match n {
+            0..100 => events.push(changed(&order, "HOT", 1, Shipped)),
+            100..150 => events.push(changed(&order, "HOT", 1, Cancelled)),
+            _ => {}
+        }
+    }
+    events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(200));
+    let env = std::sync::Arc::new(env);
+    let publishers: Vec<_> = events
+        .chunks(events.len().div_ceil(8))
+        .map(|chunk| {
+            let (env, chunk) = (env.clone(), chunk.to_vec());
+            tokio::spawn(async move { env.publish(&chunk).await })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+
+    eventually("every order settled", || async {
+        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await == 200
+            && env.levels("HOT").await == (400, 50, 350)
+    })
+    .await;
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'consumed'"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'released'"
+        )
+        .await,
+        50
+    );
+    let report = env.validate().await;
+    assert!(report.is_clean(), "{report:?}");
+    for spec in [QueueSpec::locker(), QueueSpec::reducer()] {
+        let dlq = env.bus.topology.dead_letter_queue(&spec);
+        assert_eq!(
+            env.depth(&dlq).await,
+            0,
+            "nothing dead-lettered (no deadlock, no lost update)"
+        );
+    }
+    for worker in workers {
+        terminate(worker).await;
+    }
+}
+
+#[tokio::test]
+async fn a_locker_killed_mid_stream_loses_and_doubles_nothing() {
+    let env = TestEnv::new().await;
+    let observer = env.observe("stock.changed.*").await;
+    env.set_stock("KILL", 1000).await;
+    let first = env.spawn("stockfleet-locker");
+    wait_consumers(&env, &QueueSpec::locker(), 2).await;
+
+    let orders: Vec<_> = (0..400)
+        .map(|n| created(&format!("K{n}"), "KILL", 1))
+        .collect();
+    env.publish(&orders).await;
+    eventually("the locker is mid-stream", || async {
+        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await >= 40
+    })
+    .await;
+    let mut first = first;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert!(
+        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await < 400,
+        "the kill should land mid-stream; raise the order count if this machine is faster"
+    );
+
+    let second = env.spawn("stockfleet-locker");
+    eventually("all 400 orders locked after the restart", || async {
+        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await == 400
+    })
+    .await;
+    eventually("outbox drained", || async { env.outbox_len().await == 0 }).await;
+    assert_eq!(
+        env.levels("KILL").await,
+        (1000, 400, 600),
+        "nothing doubled"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM marketplace_stock_history WHERE change_type = 'lock'"
+        )
+        .await,
+        400
+    );
+    // Every lock was announced at least once (a relay killed before its delete republishes).
+    assert!(observer.count().await > 400);
+    let report = env.validate().await;
+    assert!(report.is_clean(), "{report:?}");
+    terminate(second).await;
+}
