@@ -14,7 +14,7 @@ use crate::domain::ledger::{
     self as rules, ChangeType, ItemOp, Lock, LockState, LockWrite, StockLevels,
 };
 use crate::events::{OrderEvent, STOCK_CHANGED, StockChanged};
-use crate::marketplaces::MarketplaceDirectory;
+use crate::marketplace::directory::MarketplaceDirectory;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -3,6 +3,7 @@
 //! - [`domain`]: pure rules (ledger, buffer, statuses), no I/O.
 //! - [`ledger`]: the locker and reducer over PostgreSQL.
 //! - [`bus`]: RabbitMQ topology, consumer loop, retries, dead letters, outbox.
+//! - [`marketplace`]: the marketplaces table and one HTTP adapter per marketplace.
 //! - [`worker`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
 
 pub mod admin;
@@ -13,7 +14,7 @@ pub mod domain;
 pub mod events;
 pub mod health;
 pub mod ledger;
-pub mod marketplaces;
+pub mod marketplace;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -31,7 +31,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
             .await?;
-        let codes: Vec<String> = crate::marketplaces::load_all(&db)
+        let codes: Vec<String> = crate::marketplace::directory::load_all(&db)
             .await?
             .into_iter()
             .map(|m| m.code)

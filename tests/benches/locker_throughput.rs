@@ -36,7 +36,8 @@ async fn main() {
         settings.consumer.prefetch = 200;
         let started = Instant::now();
         let locker = env.start_with(settings, Role::Locker).await;
-        env.wait_settled(&env.queue(&QueueSpec::locker()), count as u64).await;
+        env.wait_settled(&env.queue(&QueueSpec::locker()), count as u64)
+            .await;
         let elapsed = started.elapsed();
         locker.stop().await;
         let locks: i64 = sqlx::query_scalar("SELECT count(*) FROM marketplace_stock_locks")

@@ -351,7 +351,7 @@ async fn cleanup(name: String, amqp_url: String, topology: Topology) {
 }
 
 async fn marketplace_codes(db: &PgPool) -> Vec<String> {
-    stockfleet::marketplaces::load_all(db)
+    stockfleet::marketplace::directory::load_all(db)
         .await
         .expect("marketplaces")
         .into_iter()
