@@ -52,3 +52,38 @@ pub struct StockChanged {
     pub available: i32,
     pub change_type: String,
 }
+
+pub const ACCEPT_ORDERLINE: &str = "accept_orderline";
+pub const UPDATE_ORDER_STATUS: &str = "update_order_status";
+
+/// The routing key of a command to a marketplace's publisher:
+/// `marketplace.<mp>.<command>` on the commands exchange.
+pub fn marketplace_command_key(marketplace: &str, command: &str) -> String {
+    format!("marketplace.{marketplace}.{command}")
+}
+
+/// `marketplace.<mp>.accept_orderline`: accept one new order line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptOrderline {
+    pub order_id: String,
+    pub item_id: String,
+    pub sku: String,
+}
+
+/// `sync.<mp>.<type>`: ask the poller (or, for `stock`, the reconciliation) for a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// Run even when the schedule says it is not due.
+    #[serde(default)]
+    pub force: bool,
+    /// For order syncs: look this many days back instead of from the cursor.
+    #[serde(default)]
+    pub days_back: Option<u32>,
+    /// Who asked, for the run record and the logs.
+    #[serde(default)]
+    pub requested_by: String,
+}
+
+pub fn sync_command_key(marketplace: &str, sync_type: &str) -> String {
+    format!("sync.{marketplace}.{sync_type}")
+}

@@ -45,6 +45,9 @@ impl Exchange {
 pub struct QueueSpec {
     pub name: String,
     pub bindings: Vec<(Exchange, String)>,
+    /// Only one consumer receives at a time, whatever the number of replicas:
+    /// the publisher's per-marketplace rate limit then holds across the fleet.
+    pub single_active_consumer: bool,
 }
 
 impl QueueSpec {
@@ -63,6 +66,7 @@ impl QueueSpec {
                 (Exchange::Events, "order.created.*".to_owned()),
                 (Exchange::Events, "order.status_changed.*".to_owned()),
             ],
+            single_active_consumer: false,
         }
     }
 
@@ -70,6 +74,7 @@ impl QueueSpec {
         Self {
             name: "poller".to_owned(),
             bindings: vec![(Exchange::Commands, "sync.*.*".to_owned())],
+            single_active_consumer: false,
         }
     }
 
@@ -80,6 +85,7 @@ impl QueueSpec {
                 (Exchange::Events, format!("stock.changed.{marketplace}")),
                 (Exchange::Commands, format!("marketplace.{marketplace}.*")),
             ],
+            single_active_consumer: true,
         }
     }
 

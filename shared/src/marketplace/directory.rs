@@ -55,3 +55,29 @@ impl MarketplaceDirectory {
         Ok(found)
     }
 }
+
+/// The adapter configuration of a marketplace row; the credential comes from
+/// the environment variable the row names, never from the database.
+pub fn adapter_config(
+    row: &MarketplaceRow,
+) -> Result<super::MarketplaceConfig, super::MarketplaceError> {
+    let kind: super::MarketplaceKind =
+        row.kind
+            .parse()
+            .map_err(|error: String| super::MarketplaceError::Permanent {
+                status: None,
+                message: format!("marketplace {}: {error}", row.code),
+            })?;
+    let credential =
+        std::env::var(&row.credential_env).map_err(|_| super::MarketplaceError::Permanent {
+            status: None,
+            message: format!(
+                "marketplace {}: set the environment variable {} to its API credential",
+                row.code, row.credential_env
+            ),
+        })?;
+    let mut config =
+        super::MarketplaceConfig::new(kind, &row.base_url, super::Secret::new(credential));
+    config.code = row.code.clone();
+    Ok(config)
+}
