@@ -1,6 +1,7 @@
 //! `stockfleet`: the operator's command line. One module per command family.
 
 mod stock;
+mod sync;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Migrate,
     /// Check the stock invariants; exits 1 when any is broken.
     Validate(validate::Args),
+    /// Run order syncs now (or ask the running pollers with --via-fleet).
+    Sync(sync::Args),
     /// Show and correct stock.
     #[command(subcommand)]
     Stock(stock::Command),
@@ -56,5 +59,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate(args) => validate::run(&settings, args).await,
         Command::Stock(command) => stock::run(&settings, command).await,
+        Command::Sync(args) => sync::run(&settings, args).await,
     }
 }

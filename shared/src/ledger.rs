@@ -270,7 +270,11 @@ impl Handler for LedgerHandler {
         if planned.is_empty() {
             return results;
         }
-        let variations = match resolve_skus(&self.pool, &planned).await {
+        let pairs = planned
+            .iter()
+            .map(|p| (p.marketplace_id, p.sku.as_str()))
+            .collect();
+        let variations = match resolve_skus(&self.pool, &pairs).await {
             Ok(variations) => variations,
             Err(error) => return vec![Err(error.into()); batch.len()],
         };
@@ -295,17 +299,13 @@ impl Handler for LedgerHandler {
     }
 }
 
-/// Maps (marketplace, SKU) to our variation: a listing's SKU on that
-/// marketplace first, else the variation's own SKU.
-async fn resolve_skus(
-    pool: &PgPool,
-    planned: &[Planned],
+/// Maps (marketplace, SKU) pairs to our variations: a listing's SKU on that
+/// marketplace first, else the variation's own SKU. Unknown pairs are absent.
+pub(crate) async fn resolve_skus<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    pairs: &BTreeSet<(i32, &str)>,
 ) -> sqlx::Result<HashMap<(i32, String), i64>> {
-    let pairs: BTreeSet<(i32, &str)> = planned
-        .iter()
-        .map(|p| (p.marketplace_id, p.sku.as_str()))
-        .collect();
-    let (marketplaces, skus): (Vec<i32>, Vec<&str>) = pairs.into_iter().unzip();
+    let (marketplaces, skus): (Vec<i32>, Vec<&str>) = pairs.iter().copied().unzip();
     let rows = sqlx::query(
         "SELECT k.marketplace_id, k.sku, COALESCE(l.variation_id, v.id) AS variation_id
          FROM unnest($1::int[], $2::text[]) AS k(marketplace_id, sku)
@@ -315,7 +315,7 @@ async fn resolve_skus(
     )
     .bind(&marketplaces)
     .bind(&skus)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     Ok(rows
         .into_iter()

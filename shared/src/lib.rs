@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod ledger;
 pub mod marketplace;
+pub mod poller;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -141,6 +141,51 @@ async fn unpaid_lines_are_unpaid_and_the_control_api_moves_them() {
     assert!(seen.items[0].needs_acceptance);
 }
 
+/// Every order a modified sync walks, over all its pages.
+async fn walk_modified(
+    adapter: &dyn stockfleet::marketplace::Marketplace,
+    since: chrono::DateTime<Utc>,
+) -> Vec<String> {
+    let (mut ids, mut page) = (Vec::new(), None);
+    loop {
+        let got = adapter
+            .list_orders(&OrderQuery::ModifiedSince(since), page)
+            .await
+            .unwrap();
+        ids.extend(got.orders.iter().map(|o| o.external_id.clone()));
+        match got.next {
+            Some(next) => page = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn modified_sync_sees_orders_that_left_the_default_listing() {
+    let env = start().await;
+    let before = Utc::now() - Days::seconds(5);
+    let open = env.control.order(BM, &[("A", 1)], "1").await;
+    let cancelled = env.control.order(BM, &[("A", 1)], "1").await;
+    env.control
+        .post(
+            &format!("/orders/{BM}/{}/status", id(&cancelled)),
+            json!({"status": "4"}),
+        )
+        .await;
+    let adapter = env.adapter(BM);
+    // Without `state`, Back Market hides state 8 (every line cancelled).
+    let default_page = adapter
+        .list_orders(&OrderQuery::ModifiedSince(before), None)
+        .await
+        .unwrap();
+    assert_eq!(default_page.orders.len(), 1);
+    let mut seen = walk_modified(adapter.as_ref(), before).await;
+    seen.sort();
+    let mut expected = vec![id(&open), id(&cancelled)];
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn modified_since_and_incomplete() {
     let env = start().await;

@@ -112,8 +112,9 @@ async fn items_are_single_units_accept_reject_ship() {
 }
 
 #[tokio::test]
-async fn modified_walks_open_orders_and_incomplete_lacks_labels() {
+async fn modified_walks_orders_released_since_and_incomplete_lacks_labels() {
     let env = start().await;
+    let before = Utc::now() - chrono::Duration::seconds(5);
     let new = env.control.order(RF, &[("A", 1)], "NEW").await;
     let accepted = env.control.order(RF, &[("A", 1)], "ACCEPTED").await;
     env.control.order(RF, &[("A", 1)], "SHIPPED").await;
@@ -121,17 +122,24 @@ async fn modified_walks_open_orders_and_incomplete_lacks_labels() {
         .post("/orders", json!({"marketplace": RF, "items": [{"sku": "A"}], "status": "ACCEPTED", "document_url": "https://labels.example/1.pdf"}))
         .await;
     let adapter = env.adapter(RF);
-    // No modified-since filter on Refurbed: any time gives the open orders.
+    // No modified-since filter on Refurbed: "modified" gives every order
+    // released since then, whatever its state, and none released before.
     let page = adapter
-        .list_orders(&OrderQuery::ModifiedSince(Utc::now()), None)
+        .list_orders(&OrderQuery::ModifiedSince(before), None)
         .await
         .unwrap();
-    assert_eq!(page.orders.len(), 3);
+    assert_eq!(page.orders.len(), 4);
     assert!(
         page.orders
             .iter()
-            .all(|o| o.status.is_some_and(OrderStatus::is_open))
+            .any(|o| o.status == Some(OrderStatus::Shipped))
     );
+    let later = Utc::now() + chrono::Duration::seconds(5);
+    let page = adapter
+        .list_orders(&OrderQuery::ModifiedSince(later), None)
+        .await
+        .unwrap();
+    assert!(page.orders.is_empty());
     let page = adapter
         .list_orders(&OrderQuery::Incomplete, None)
         .await

@@ -88,10 +88,14 @@ impl TestEnv {
 
     /// Sets listed stock for a SKU (creating it) the way an operator does.
     pub async fn set_stock(&self, sku: &str, listed: i32) {
+        self.set_stock_on(MARKETPLACE, sku, listed).await;
+    }
+
+    pub async fn set_stock_on(&self, marketplace: &str, sku: &str, listed: i32) {
         stockfleet::admin::stock::correct(
             &self.db,
             sku,
-            MARKETPLACE,
+            marketplace,
             stockfleet::admin::stock::Correction::Set(listed),
             "test",
             "initial count",
@@ -149,8 +153,16 @@ impl TestEnv {
             .env("CONSUMERS", "2")
             .env("BATCH_SIZE", "50")
             .env("RETRY_DELAYS_MS", "100,200")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("LOG_FORMAT", "text")
+            .env("BACKMARKET_TOKEN", "bm-sim-token")
+            .env("REFURBED_TOKEN", "rf-sim-token")
+            .env("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim")
+            // Worker logs show with `cargo test -- --nocapture`, filtered by TEST_WORKER_LOG.
+            .stdout(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
@@ -217,6 +229,36 @@ impl TestEnv {
 
     /// A queue bound to the events exchange that collects what matches `pattern`.
     pub async fn observe(&self, pattern: &str) -> Observer {
+        self.observe_on(Exchange::Events, pattern).await
+    }
+
+    /// Starts a simulator for this test and points every marketplace at it,
+    /// polling every `poll_seconds`.
+    pub async fn simulator(&self, poll_seconds: i32) -> Simulator {
+        let sim = stockfleet_sim::start(stockfleet_sim::SimConfig::default())
+            .await
+            .expect("start simulator");
+        for code in ["backmarket", "refurbed", "woocommerce"] {
+            sqlx::query(
+                "UPDATE marketplaces SET base_url = $2, order_poll_interval_seconds = $3,
+                        care_poll_interval_seconds = $3, incomplete_poll_interval_seconds = $3
+                 WHERE code = $1",
+            )
+            .bind(code)
+            .bind(sim.base_url(code))
+            .bind(poll_seconds)
+            .execute(&self.db)
+            .await
+            .expect("point marketplace at the simulator");
+        }
+        Simulator {
+            control: sim.control_url(),
+            http: reqwest::Client::new(),
+            _handle: sim,
+        }
+    }
+
+    pub async fn observe_on(&self, exchange: Exchange, pattern: &str) -> Observer {
         let name = format!("{}.observe.{}", self.name, uuid::Uuid::now_v7().simple());
         let channel = self.bus.channel().await.expect("channel");
         channel
@@ -234,7 +276,7 @@ impl TestEnv {
         channel
             .queue_bind(
                 name.as_str().into(),
-                self.bus.topology.exchange(Exchange::Events).into(),
+                self.bus.topology.exchange(exchange).into(),
                 pattern.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -427,13 +469,13 @@ impl Observer {
     }
 }
 
-/// Awaits a condition (polling it), failing the test after 60 s.
+/// Awaits a condition (polling it), failing the test after 120 s.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -498,4 +540,75 @@ pub fn changed(order: &str, sku: &str, quantity: i64, status: OrderStatus) -> En
 
 pub fn header(headers: &FieldTable, key: &str) -> Option<String> {
     headers::get_str(headers, key)
+}
+
+/// A simulator started by a test, driven through its control API.
+pub struct Simulator {
+    pub control: String,
+    pub http: reqwest::Client,
+    _handle: stockfleet_sim::SimHandle,
+}
+
+impl Simulator {
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .expect("control API");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("control API JSON")
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .expect("control API");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.control))
+            .send()
+            .await
+            .expect("control API")
+            .json()
+            .await
+            .expect("control API JSON")
+    }
+
+    /// Places an order of one item; returns the order's id.
+    pub async fn order(&self, marketplace: &str, sku: &str, quantity: u32) -> String {
+        let order = self
+            .post(
+                "/orders",
+                serde_json::json!({"marketplace": marketplace, "items": [{"sku": sku, "quantity": quantity}]}),
+            )
+            .await;
+        order["id"].to_string().trim_matches('"').to_owned()
+    }
+
+    /// Moves every item of an order to a raw status.
+    pub async fn move_order(&self, marketplace: &str, id: &str, raw_status: &str) {
+        self.post(
+            &format!("/orders/{marketplace}/{id}/status"),
+            serde_json::json!({"status": raw_status}),
+        )
+        .await;
+    }
 }

@@ -219,6 +219,44 @@ impl BackMarket {
         self.http.send(self.http.request(Method::GET, url)).await
     }
 
+    /// Without `state`, Back Market leaves out orders in states 0 and 8, so an
+    /// order cancelled (or never paid) since the last sync would never be seen
+    /// again: the modified sync walks the default listing, then states 0 and 8.
+    /// The page token is `<walk>;<query of the next page>`.
+    async fn list_modified(
+        &self,
+        since: DateTime<Utc>,
+        page: Option<PageToken>,
+    ) -> Result<OrderPage, MarketplaceError> {
+        const WALKS: [Option<&str>; 3] = [None, Some("0"), Some("8")];
+        let (walk, inner) = match &page {
+            Some(token) => {
+                let (walk, query) = token.0.split_once(';').unwrap_or(("0", &token.0));
+                let walk: usize = walk.parse().unwrap_or(0).min(WALKS.len() - 1);
+                (
+                    walk,
+                    (!query.is_empty()).then(|| PageToken(query.to_owned())),
+                )
+            }
+            None => (0, None),
+        };
+        let mut first = vec![
+            ("date_modification", format_time(since)),
+            ("page-size", PAGE_SIZE.to_owned()),
+        ];
+        if let Some(state) = WALKS[walk] {
+            first.push(("state", state.to_owned()));
+        }
+        let reply = self.get_page(&["ws", "orders"], &first, inner).await?;
+        let (orders, next) = parse_page(&reply.body, parse_order)?;
+        let next = match next {
+            Some(next) => Some(PageToken(format!("{walk};{}", next.0))),
+            None if walk + 1 < WALKS.len() => Some(PageToken(format!("{};", walk + 1))),
+            None => None,
+        };
+        Ok(OrderPage { orders, next })
+    }
+
     async fn post_order(&self, order_id: &str, body: Value) -> Result<(), MarketplaceError> {
         let url = self.http.url(&["ws", "orders", order_id]);
         self.http
@@ -262,12 +300,14 @@ impl Marketplace for BackMarket {
         query: &OrderQuery,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError> {
-        let filter = match query {
-            OrderQuery::New => ("state", "1".to_owned()),
-            OrderQuery::ModifiedSince(since) => ("date_modification", format_time(*since)),
-            OrderQuery::Incomplete => ("state", "3".to_owned()),
-        };
-        let first = [filter, ("page-size", PAGE_SIZE.to_owned())];
+        if let OrderQuery::ModifiedSince(since) = query {
+            return self.list_modified(*since, page).await;
+        }
+        let state = if *query == OrderQuery::New { "1" } else { "3" };
+        let first = [
+            ("state", state.to_owned()),
+            ("page-size", PAGE_SIZE.to_owned()),
+        ];
         let reply = self.get_page(&["ws", "orders"], &first, page).await?;
         let (mut orders, next) = parse_page(&reply.body, parse_order)?;
         if *query == OrderQuery::Incomplete {

@@ -15,11 +15,17 @@ pub struct MarketplaceRow {
     pub credential_env: String,
     pub sync_enabled: bool,
     pub lock_unpaid_orders: bool,
+    pub order_poll_interval_seconds: i32,
+    pub care_poll_interval_seconds: i32,
+    pub incomplete_poll_interval_seconds: i32,
+    pub modified_overlap_seconds: i32,
 }
 
 pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     sqlx::query_as(
-        "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders
+        "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,
+                order_poll_interval_seconds, care_poll_interval_seconds,
+                incomplete_poll_interval_seconds, modified_overlap_seconds
          FROM marketplaces ORDER BY id",
     )
     .fetch_all(pool)

@@ -27,6 +27,12 @@ use std::time::Duration;
 pub trait Marketplace: Send + Sync {
     /// The marketplace's code in stockfleet's `marketplaces` table, e.g. "backmarket".
     fn code(&self) -> &str;
+    /// Whether [`OrderQuery::ModifiedSince`] really filters on modification
+    /// time. When it does not (Refurbed), the modified sync also re-reads the
+    /// orders it holds as open, to see the ones that left the open states.
+    fn filters_modified_since(&self) -> bool {
+        true
+    }
     /// One page of orders for a sync kind; `page` = None for the first page;
     /// returns the next page token.
     async fn list_orders(

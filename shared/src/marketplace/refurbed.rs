@@ -10,7 +10,7 @@ use super::{
     select_items,
 };
 use crate::domain::OrderStatus;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
@@ -18,10 +18,6 @@ use serde_json::{Value, json};
 
 /// The documented maximum of `pagination.limit`.
 const PAGE_LIMIT: u32 = 100;
-/// Open orders: what the modified sync walks, since Refurbed cannot filter on
-/// modification time.
-const OPEN_ORDER_STATES: &[&str] = &["NEW", "ACCEPTED"];
-
 /// Item state → normalised status (docs/marketplaces.md).
 pub(crate) fn item_status(state: &str) -> Option<OrderStatus> {
     match state {
@@ -251,20 +247,29 @@ impl Marketplace for Refurbed {
         &self.code
     }
 
+    fn filters_modified_since(&self) -> bool {
+        false
+    }
+
     async fn list_orders(
         &self,
         query: &OrderQuery,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError> {
-        let states: &[&str] = match query {
-            OrderQuery::New => &["NEW"],
-            OrderQuery::ModifiedSince(_) => OPEN_ORDER_STATES,
-            OrderQuery::Incomplete => &["ACCEPTED"],
+        // Refurbed has no modified-since filter: "modified" walks the orders
+        // released since then, in any state; the poller re-reads the open
+        // orders it holds to see the older ones change.
+        let filter = match query {
+            OrderQuery::New => json!({"state": {"any_of": ["NEW"]}}),
+            OrderQuery::ModifiedSince(since) => {
+                json!({"released_at": {"ge": since.to_rfc3339_opts(SecondsFormat::Secs, true)}})
+            }
+            OrderQuery::Incomplete => json!({"state": {"any_of": ["ACCEPTED"]}}),
         };
         let body = json!({
             "pagination": pagination(page),
             "sort": {"order": "ASC", "by": "ID"},
-            "filter": {"state": {"any_of": states}},
+            "filter": filter,
         });
         let reply = self.call("OrderService", "ListOrders", body).await?;
         let (mut orders, next) = parse_orders_page(&reply)?;

@@ -1,6 +1,6 @@
-//! stockfleet-poller: starts, serves health and shuts down cleanly; its own work
-//! arrives with its issue.
+//! stockfleet-poller: order syncs for every marketplace, on schedule and on
+//! request (see `stockfleet::poller`).
 
 fn main() -> std::process::ExitCode {
-    stockfleet::worker::main("poller", 9101, stockfleet::worker::idle)
+    stockfleet::worker::main("poller", 9101, stockfleet::poller::run_worker)
 }
