@@ -143,8 +143,28 @@ impl TestEnv {
 
     /// Starts a worker binary of this workspace with this test's settings.
     pub fn spawn(&self, binary: &str) -> tokio::process::Child {
-        let path = binary_path(binary);
-        tokio::process::Command::new(&path)
+        self.command(binary)
+            // Worker logs show with `cargo test -- --nocapture`, filtered by TEST_WORKER_LOG.
+            .stdout(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary}: {e}; run `cargo build --workspace` first")
+            })
+    }
+
+    /// Runs the `stockfleet` CLI with this test's settings; returns its output.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command("stockfleet")
+            .args(args)
+            .output()
+            .await
+            .expect("run the CLI")
+    }
+
+    fn command(&self, binary: &str) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binary_path(binary));
+        command
             .env("DATABASE_URL", &self.settings.database_url)
             .env("DATABASE_POOL_SIZE", "4")
             .env("AMQP_URL", &self.settings.amqp_url)
@@ -155,22 +175,13 @@ impl TestEnv {
             .env("RETRY_DELAYS_MS", "100,200")
             .env(
                 "RUST_LOG",
-                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "error".into()),
             )
             .env("LOG_FORMAT", "text")
             .env("BACKMARKET_TOKEN", "bm-sim-token")
             .env("REFURBED_TOKEN", "rf-sim-token")
-            .env("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim")
-            // Worker logs show with `cargo test -- --nocapture`, filtered by TEST_WORKER_LOG.
-            .stdout(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; run `cargo build --workspace` first",
-                    path.display()
-                )
-            })
+            .env("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim");
+        command
     }
 
     /// Messages handled plus failed by the in-process consumers of `queue`.

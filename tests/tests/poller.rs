@@ -350,3 +350,66 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
     .await;
     drop(poller);
 }
+
+#[tokio::test]
+async fn syncs_run_on_request_inline_or_through_the_fleet() {
+    let env = TestEnv::new().await;
+    // Scheduled runs happen once at start, then not for an hour.
+    let sim = env.simulator(3600).await;
+    stock_everything(&env).await;
+
+    sim.order("backmarket", "P-1", 1).await;
+    let inline = env
+        .cli(&["sync", "--marketplace", "backmarket", "--type", "new"])
+        .await;
+    let stdout = String::from_utf8_lossy(&inline.stdout);
+    assert!(inline.status.success(), "{stdout}");
+    assert!(stdout.contains("1 fetched, 1 created"), "{stdout}");
+    assert_eq!(
+        scalar(
+            &env,
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'manual' AND status = 'succeeded'"
+        )
+        .await,
+        1
+    );
+
+    let poller = env.spawn("stockfleet-poller");
+    eventually("the scheduled first runs", || async {
+        scalar(
+            &env,
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'schedule' AND status <> 'running'",
+        )
+        .await
+            == 11
+    })
+    .await;
+    sim.order("refurbed", "P-2", 1).await;
+    let queued = env
+        .cli(&[
+            "sync",
+            "--marketplace",
+            "refurbed",
+            "--type",
+            "new",
+            "--via-fleet",
+        ])
+        .await;
+    assert!(queued.status.success());
+    assert!(String::from_utf8_lossy(&queued.stdout).contains("queued 1 sync request"));
+    eventually("the poller ran the requested sync", || async {
+        scalar(
+            &env,
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'fleet' AND status = 'succeeded'",
+        )
+        .await
+            == 1
+            && scalar(&env, "SELECT count(*) FROM orders").await == 2
+    })
+    .await;
+
+    let unknown = env.cli(&["sync", "--marketplace", "ebay"]).await;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown marketplace \"ebay\""));
+    drop(poller);
+}

@@ -49,7 +49,7 @@ pub async fn store_orders(
     let variations = crate::ledger::resolve_skus(&mut *tx, &pairs).await?;
     let variation_of =
         |item: &MarketplaceOrderItem| variations.get(&(marketplace.id, item.sku.clone())).copied();
-    // One order row lock at a time, in id order, so concurrent runs never deadlock.
+    // Order rows are locked in external-id order, so concurrent runs never deadlock.
     let mut sorted: Vec<&MarketplaceOrder> = orders.iter().collect();
     sorted.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     sorted.dedup_by(|a, b| a.external_id == b.external_id);
@@ -73,6 +73,14 @@ pub async fn store_orders(
     Ok(counts)
 }
 
+/// The order as stored before this page saw it.
+struct Before {
+    order_id: i64,
+    inserted: bool,
+    status: Option<OrderStatus>,
+    items: HashMap<String, StoredItem>,
+}
+
 async fn store_order(
     conn: &mut PgConnection,
     marketplace: &MarketplaceRow,
@@ -94,6 +102,95 @@ async fn store_order(
         })
         .collect();
     let has_unknown_sku = items.iter().any(|item| variation_of(item).is_none());
+    let before = upsert_order(&mut *conn, marketplace, order, has_unknown_sku).await?;
+    upsert_items(&mut *conn, before.order_id, &items, variation_of).await?;
+
+    let moved = |item: &&MarketplaceOrderItem| match before.items.get(&item.external_id) {
+        Some(stored) => item.status.is_some() && item.status != stored.status,
+        None => true,
+    };
+    let order_moved = order.status.is_some() && order.status != before.status;
+    if before.inserted {
+        counts.created += 1;
+    } else if order_moved || items.iter().any(moved) {
+        counts.updated += 1;
+    }
+
+    let known: Vec<&MarketplaceOrderItem> = items
+        .iter()
+        .copied()
+        .filter(|item| variation_of(item).is_some())
+        .collect();
+    let event = if before.inserted {
+        Some((ORDER_CREATED, known.clone()))
+    } else if order_moved || known.iter().any(moved) {
+        Some((ORDER_STATUS_CHANGED, known.clone()))
+    } else {
+        // Items whose SKU became known since: announce them as first seen.
+        let resolved: Vec<_> = known
+            .iter()
+            .copied()
+            .filter(|item| {
+                before
+                    .items
+                    .get(&item.external_id)
+                    .is_some_and(|stored| stored.variation_id.is_none())
+            })
+            .collect();
+        Some((ORDER_CREATED, resolved))
+    };
+    if let Some((kind, event_items)) = event.filter(|(_, items)| !items.is_empty()) {
+        let payload = OrderEvent {
+            order_id: order.external_id.clone(),
+            status: order.status,
+            previous_status: (kind == ORDER_STATUS_CHANGED)
+                .then_some(before.status)
+                .flatten(),
+            raw_status: order.raw_status.clone(),
+            items: event_items
+                .iter()
+                .map(|item| OrderEventItem {
+                    item_id: item.external_id.clone(),
+                    sku: item.sku.clone(),
+                    quantity: i64::from(item.quantity),
+                    status: item.status,
+                })
+                .collect(),
+        };
+        messages.push(OutboxMessage::event(
+            Envelope::new(kind, &marketplace.code, &payload),
+            None,
+        ));
+    }
+
+    let to_accept: Vec<&MarketplaceOrderItem> = known
+        .into_iter()
+        .filter(|item| item.needs_acceptance)
+        .filter(|item| {
+            !before
+                .items
+                .get(&item.external_id)
+                .is_some_and(|stored| stored.accept_requested)
+        })
+        .collect();
+    request_acceptance(
+        conn,
+        marketplace,
+        order,
+        before.order_id,
+        &to_accept,
+        messages,
+    )
+    .await
+}
+
+/// Inserts the order, or locks and updates the existing row; returns what it was.
+async fn upsert_order(
+    conn: &mut PgConnection,
+    marketplace: &MarketplaceRow,
+    order: &MarketplaceOrder,
+    has_unknown_sku: bool,
+) -> sqlx::Result<Before> {
     let status = order.status.map(OrderStatus::as_str);
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO orders (marketplace_id, external_id, status, raw_status, raw, delivery_note_url,
@@ -114,152 +211,83 @@ async fn store_order(
     .bind(order.modified_at)
     .fetch_optional(&mut *conn)
     .await?;
+    if let Some(order_id) = inserted {
+        return Ok(Before {
+            order_id,
+            inserted: true,
+            status: None,
+            items: HashMap::new(),
+        });
+    }
+    let row = sqlx::query(
+        "SELECT id, status FROM orders WHERE marketplace_id = $1 AND external_id = $2 FOR UPDATE",
+    )
+    .bind(marketplace.id)
+    .bind(&order.external_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let order_id: i64 = row.get("id");
+    sqlx::query(
+        "UPDATE orders SET status = $2, raw_status = $3, raw = $4, delivery_note_url = $5,
+                label_url = $6, has_unknown_sku = $7, marketplace_modified_at = $8, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(&order.raw_status)
+    .bind(&order.raw)
+    .bind(&order.delivery_note_url)
+    .bind(&order.label_url)
+    .bind(has_unknown_sku)
+    .bind(order.modified_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Before {
+        order_id,
+        inserted: false,
+        status: parse_status(row.get("status")),
+        items: stored_items(conn, order_id).await?,
+    })
+}
 
-    let (order_id, previous_status, stored) = match inserted {
-        Some(id) => {
-            counts.created += 1;
-            (id, None, HashMap::new())
-        }
-        None => {
-            let row = sqlx::query(
-                "SELECT id, status, delivery_note_url, label_url FROM orders
-                 WHERE marketplace_id = $1 AND external_id = $2 FOR UPDATE",
-            )
-            .bind(marketplace.id)
-            .bind(&order.external_id)
-            .fetch_one(&mut *conn)
-            .await?;
-            let id: i64 = row.get("id");
-            let previous = parse_status(row.get("status"));
-            let documents_changed = row.get::<Option<String>, _>("delivery_note_url")
-                != order.delivery_note_url
-                || row.get::<Option<String>, _>("label_url") != order.label_url;
-            sqlx::query(
-                "UPDATE orders SET status = $2, raw_status = $3, raw = $4, delivery_note_url = $5,
-                        label_url = $6, has_unknown_sku = $7, marketplace_modified_at = $8, updated_at = now()
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(&order.raw_status)
-            .bind(&order.raw)
-            .bind(&order.delivery_note_url)
-            .bind(&order.label_url)
-            .bind(has_unknown_sku)
-            .bind(order.modified_at)
-            .execute(&mut *conn)
-            .await?;
-            let stored = stored_items(&mut *conn, id).await?;
-            let status_changed = order.status.is_some() && order.status != previous;
-            if status_changed || documents_changed || items_changed(&items, &stored) {
-                counts.updated += 1;
-            }
-            (id, previous, stored)
-        }
-    };
-    upsert_items(&mut *conn, order_id, &items, variation_of).await?;
-
-    let known: Vec<&MarketplaceOrderItem> = items
-        .iter()
-        .copied()
-        .filter(|item| variation_of(item).is_some())
-        .collect();
-    let order_changed =
-        inserted.is_none() && order.status.is_some() && order.status != previous_status;
-    let item_changed = |item: &&MarketplaceOrderItem| match stored.get(&item.external_id) {
-        Some(before) => item.status.is_some() && item.status != before.status,
-        None => true,
-    };
-    let newly_known = |item: &&MarketplaceOrderItem| {
-        stored
-            .get(&item.external_id)
-            .is_some_and(|before| before.variation_id.is_none())
-    };
-    let event = if inserted.is_some() {
-        Some((ORDER_CREATED, known.clone()))
-    } else if order_changed || known.iter().any(item_changed) {
-        Some((ORDER_STATUS_CHANGED, known.clone()))
-    } else {
-        // An item whose SKU became known since: announce it as first seen.
-        let resolved: Vec<_> = known.iter().copied().filter(newly_known).collect();
-        (!resolved.is_empty()).then_some((ORDER_CREATED, resolved))
-    };
-    if let Some((kind, event_items)) = event.filter(|(_, items)| !items.is_empty()) {
-        let payload = OrderEvent {
+/// One accept command per line, ever: the line is marked in the same transaction.
+async fn request_acceptance(
+    conn: &mut PgConnection,
+    marketplace: &MarketplaceRow,
+    order: &MarketplaceOrder,
+    order_id: i64,
+    items: &[&MarketplaceOrderItem],
+    messages: &mut Vec<OutboxMessage>,
+) -> sqlx::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = items.iter().map(|item| item.external_id.as_str()).collect();
+    sqlx::query(
+        "UPDATE order_items SET accept_requested_at = now()
+         WHERE order_id = $1 AND external_id = ANY($2) AND accept_requested_at IS NULL",
+    )
+    .bind(order_id)
+    .bind(&ids)
+    .execute(conn)
+    .await?;
+    for item in items {
+        let command = AcceptOrderline {
             order_id: order.external_id.clone(),
-            status: order.status,
-            previous_status: if kind == ORDER_STATUS_CHANGED {
-                previous_status
-            } else {
-                None
-            },
-            raw_status: order.raw_status.clone(),
-            items: event_items
-                .iter()
-                .map(|item| OrderEventItem {
-                    item_id: item.external_id.clone(),
-                    sku: item.sku.clone(),
-                    quantity: i64::from(item.quantity),
-                    status: item.status,
-                })
-                .collect(),
+            item_id: item.external_id.clone(),
+            sku: item.sku.clone(),
         };
-        messages.push(OutboxMessage::event(
-            Envelope::new(kind, &marketplace.code, &payload),
+        messages.push(OutboxMessage::command(
+            marketplace_command_key(&marketplace.code, ACCEPT_ORDERLINE),
+            Envelope::new(ACCEPT_ORDERLINE, &marketplace.code, &command),
             None,
         ));
-    }
-
-    let to_accept: Vec<&MarketplaceOrderItem> = known
-        .iter()
-        .copied()
-        .filter(|item| item.needs_acceptance)
-        .filter(|item| {
-            !stored
-                .get(&item.external_id)
-                .is_some_and(|s| s.accept_requested)
-        })
-        .collect();
-    if !to_accept.is_empty() {
-        let ids: Vec<&str> = to_accept
-            .iter()
-            .map(|item| item.external_id.as_str())
-            .collect();
-        sqlx::query(
-            "UPDATE order_items SET accept_requested_at = now()
-             WHERE order_id = $1 AND external_id = ANY($2) AND accept_requested_at IS NULL",
-        )
-        .bind(order_id)
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-        for item in to_accept {
-            let command = AcceptOrderline {
-                order_id: order.external_id.clone(),
-                item_id: item.external_id.clone(),
-                sku: item.sku.clone(),
-            };
-            messages.push(OutboxMessage::command(
-                marketplace_command_key(&marketplace.code, ACCEPT_ORDERLINE),
-                Envelope::new(ACCEPT_ORDERLINE, &marketplace.code, &command),
-                None,
-            ));
-        }
     }
     Ok(())
 }
 
 fn parse_status(raw: Option<String>) -> Option<OrderStatus> {
     raw.and_then(|status| status.parse().ok())
-}
-
-fn items_changed(items: &[&MarketplaceOrderItem], stored: &HashMap<String, StoredItem>) -> bool {
-    items
-        .iter()
-        .any(|item| match stored.get(&item.external_id) {
-            Some(before) => item.status != before.status,
-            None => true,
-        })
 }
 
 async fn stored_items(
