@@ -369,37 +369,54 @@ impl Drop for TestEnv {
     }
 }
 
+/// Best effort, each step bounded: a cleanup must never hang a test run.
 async fn cleanup(name: String, amqp_url: String, topology: Topology) {
-    if let Ok(connection) =
-        lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await
-    {
-        if let Ok(channel) = connection.create_channel().await {
-            let codes = ["backmarket", "refurbed", "woocommerce"];
-            let mut queues: Vec<String> = QueueSpec::all(codes)
-                .iter()
-                .flat_map(|spec| topology.queue_names(spec))
-                .collect();
-            queues.push(topology.unroutable());
-            for queue in queues {
-                let _ = channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            for exchange in [
-                topology.exchange(Exchange::Events),
-                topology.exchange(Exchange::Commands),
-                topology.unroutable(),
-            ] {
-                let _ = channel
-                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                    .await;
+    let step = Duration::from_secs(10);
+    let bus = async {
+        let connection =
+            lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
+        let codes = ["backmarket", "refurbed", "woocommerce"];
+        let mut queues: Vec<String> = QueueSpec::all(codes)
+            .iter()
+            .flat_map(|spec| topology.queue_names(spec))
+            .collect();
+        queues.push(topology.unroutable());
+        // A channel per delete: a failed delete closes its channel.
+        for queue in queues {
+            let channel = connection.create_channel().await?;
+            let deleted =
+                channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default());
+            if tokio::time::timeout(step, deleted).await.is_err() {
+                eprintln!("cleanup: deleting queue {queue} timed out");
             }
         }
-        let _ = connection.close(200, "test over".into()).await;
+        for exchange in [
+            topology.exchange(Exchange::Events),
+            topology.exchange(Exchange::Commands),
+            topology.unroutable(),
+        ] {
+            let channel = connection.create_channel().await?;
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = tokio::time::timeout(step, connection.close(200, "test over".into())).await;
+        Ok::<_, lapin::Error>(())
+    };
+    if tokio::time::timeout(step * 10, bus).await.is_err() {
+        eprintln!("cleanup: broker cleanup of {name} timed out");
     }
-    if let Ok(admin) = PgPool::connect(ADMIN_URL).await {
+    let database = async {
+        let admin = PgPool::connect(ADMIN_URL).await?;
         let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok::<_, sqlx::Error>(())
+    };
+    if tokio::time::timeout(step * 3, database).await.is_err() {
+        eprintln!("cleanup: dropping database {name} timed out");
     }
 }
 

@@ -159,3 +159,81 @@ async fn a_locker_killed_mid_stream_loses_and_doubles_nothing() {
     assert!(report.is_clean(), "{report:?}");
     terminate(second).await;
 }
+
+#[tokio::test]
+async fn a_worker_refuses_an_unmigrated_database_and_says_what_to_do() {
+    let env = TestEnv::new().await;
+    let empty = format!("{}_empty", env.name);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {empty}")))
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new(binary_path("stockfleet-locker"))
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{empty}"),
+        )
+        .env("BUS_PREFIX", &env.name)
+        .env("HEALTH_ADDR", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {empty} WITH (FORCE)"
+    )))
+    .execute(&env.db)
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Run `stockfleet migrate`"), "{stderr}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let env = TestEnv::new().await;
+    env.set_stock("HEALTHY", 5).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = tokio::process::Command::new(binary_path("stockfleet-locker"));
+    command
+        .env("DATABASE_URL", &env.settings.database_url)
+        .env("BUS_PREFIX", &env.name)
+        .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true);
+    let locker = command.spawn().unwrap();
+    let http = reqwest::Client::new();
+    eventually("ready", || async {
+        match http.get(format!("{base}/readyz")).send().await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
+
+    env.publish(&[created("M1", "HEALTHY", 1)]).await;
+    eventually("the locker counts what it handled", || async {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains(&format!(
+            "stockfleet_messages_handled_total{{queue=\"{}.locker\"}} 1",
+            env.name
+        )) && metrics.contains("stockfleet_handler_seconds_bucket")
+            && metrics.contains("stockfleet_outbox_backlog")
+    })
+    .await;
+    terminate(locker).await;
+}
