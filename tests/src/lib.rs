@@ -25,6 +25,9 @@ use stockfleet::ledger::Role;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod sim;
+pub use sim::Sim;
+
 pub const MARKETPLACE: &str = "backmarket";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -88,16 +91,7 @@ impl TestEnv {
 
     /// Sets listed stock for a SKU (creating it) the way an operator does.
     pub async fn set_stock(&self, sku: &str, listed: i32) {
-        stockfleet::admin::stock::correct(
-            &self.db,
-            sku,
-            MARKETPLACE,
-            stockfleet::admin::stock::Correction::Set(listed),
-            "test",
-            "initial count",
-        )
-        .await
-        .expect("set stock");
+        self.set_stock_on(MARKETPLACE, sku, listed).await;
     }
 
     /// Publishes envelopes on the events exchange, as the poller's relay would.
@@ -150,6 +144,10 @@ impl TestEnv {
             .env("BATCH_SIZE", "50")
             .env("RETRY_DELAYS_MS", "100,200")
             .env("RUST_LOG", "warn")
+            // The simulator's default credentials (docs/simulator.md).
+            .env("BACKMARKET_TOKEN", "bm-sim-token")
+            .env("REFURBED_TOKEN", "rf-sim-token")
+            .env("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim")
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()

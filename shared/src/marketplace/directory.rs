@@ -15,11 +15,15 @@ pub struct MarketplaceRow {
     pub credential_env: String,
     pub sync_enabled: bool,
     pub lock_unpaid_orders: bool,
+    /// The publisher's pace: at most this many requests per window.
+    pub rate_limit_requests: i32,
+    pub rate_limit_window_seconds: i32,
 }
 
 pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     sqlx::query_as(
-        "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders
+        "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,
+                rate_limit_requests, rate_limit_window_seconds
          FROM marketplaces ORDER BY id",
     )
     .fetch_all(pool)
