@@ -300,7 +300,7 @@ async fn due_marketplaces(
         .into_iter()
         .filter_map(|row| {
             let interval = hour * row.get::<i32, _>("sync_interval_hours").max(1) as u32;
-            let offset = hour / 60 * row.get::<i32, _>("sync_offset_minutes").max(0) as u32;
+            let offset = hour * row.get::<i32, _>("sync_offset_minutes").max(0) as u32 / 60;
             let slot = latest_slot(now, interval, offset);
             (slot > after).then(|| (row.get("code"), slot))
         })
