@@ -15,7 +15,7 @@ use crate::bus::headers::{
 };
 use crate::bus::{Bus, Envelope, Outgoing, Publisher, QueueSpec};
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 use std::time::Duration;
@@ -124,6 +124,7 @@ async fn walk(
             )
             .await?
             .message_count();
+        let mut left = Vec::new();
         for _ in 0..depth {
             let Some(message) = channel
                 .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
@@ -134,11 +135,14 @@ async fn walk(
             let delivery = message.delivery;
             let letter = describe(&dlq, &delivery);
             if !matches(&letter, filter) {
+                left.push(delivery.delivery_tag);
                 continue;
             }
-            if !dry_run {
+            if dry_run {
+                left.push(delivery.delivery_tag);
+            } else {
                 match action {
-                    Action::List => {}
+                    Action::List => left.push(delivery.delivery_tag),
                     Action::Replay => {
                         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
                         reset_failure(&mut headers);
@@ -163,6 +167,18 @@ async fn walk(
                 }
             }
             taken.push(letter);
+        }
+        // Back to the queue, explicitly (closing the channel would too).
+        for tag in left {
+            channel
+                .basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    },
+                )
+                .await?;
         }
         channel.close(200, "done".into()).await.ok();
     }
