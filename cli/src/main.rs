@@ -1,7 +1,10 @@
 //! `stockfleet`: the operator's command line. One module per command family.
 
+mod dlq;
+mod queues;
 mod stock;
 mod sync;
+mod up;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +35,13 @@ enum Command {
     /// Show and correct stock.
     #[command(subcommand)]
     Stock(stock::Command),
+    /// Ready, unacknowledged and consumers of every queue (retry and dead-letter queues too).
+    Queues(queues::Args),
+    /// Dead letters: list, show, replay, purge.
+    #[command(subcommand)]
+    Dlq(dlq::Command),
+    /// The whole fleet and the marketplace simulator on this machine.
+    Up(up::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +70,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&settings, args).await,
         Command::Stock(command) => stock::run(&settings, command).await,
         Command::Sync(args) => sync::run(&settings, args).await,
+        Command::Queues(args) => queues::run(&settings, args).await,
+        Command::Dlq(command) => dlq::run(&settings, command).await,
+        Command::Up(args) => up::run(&settings, args).await,
     }
+}
+
+/// The broker with this fleet's topology, and the marketplace codes whose queues exist.
+async fn connect_bus(settings: &Settings) -> anyhow::Result<(stockfleet::bus::Bus, Vec<String>)> {
+    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let marketplaces = stockfleet::marketplace::directory::load_all(&pool)
+        .await?
+        .into_iter()
+        .map(|m| m.code)
+        .collect();
+    pool.close().await;
+    let topology =
+        stockfleet::bus::Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
+    let bus = stockfleet::bus::Bus::connect(&settings.amqp_url, topology).await?;
+    Ok((bus, marketplaces))
 }

@@ -1,5 +1,5 @@
-//! `stockfleet sync`: run order syncs now, inline with a progress bar, or ask
-//! the running pollers with `--via-fleet`.
+//! `stockfleet sync`: run order syncs or a stock reconciliation now, inline
+//! with a progress bar, or ask the running fleet with `--via-fleet`.
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -7,38 +7,61 @@ use std::process::ExitCode;
 use std::time::Duration;
 use stockfleet::bus::{Bus, Envelope, Exchange, Outgoing, Publisher, Topology};
 use stockfleet::config::Settings;
-use stockfleet::events::{SyncRequest, sync_command_key};
+use stockfleet::events::{SYNC_REQUEST, SyncRequest, sync_command_key};
 use stockfleet::marketplace::directory::{self, MarketplaceRow};
 use stockfleet::poller::{RunOptions, RunOutcome, SyncType, Syncer, Trigger};
+use stockfleet::reconcile;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Marketplace id or code, or `all`.
     #[arg(long, default_value = "all")]
     marketplace: String,
-    /// new, modified, care, incomplete, or all.
+    /// new, modified, care, incomplete, stock, or all.
     #[arg(long = "type", default_value = "all")]
     sync_type: String,
-    /// Re-read from --days-back instead of the cursor; via the fleet, run even
-    /// if a run since the request already covered it.
+    /// Order syncs: re-read from --days-back instead of the cursor. Stock: push
+    /// every row, not only those not pushed within the interval. Via the fleet:
+    /// run even if a run since the request already covered it.
     #[arg(long)]
     force: bool,
     /// How far back a forced (or first) modified/care sync reads.
     #[arg(long)]
     days_back: Option<u32>,
-    /// Queue the request for the running pollers instead of running it here.
+    /// Queue the request for the running fleet instead of running it here.
     #[arg(long)]
     via_fleet: bool,
+}
+
+/// One sync to run: an order sync of the poller, or the stock reconciliation.
+#[derive(Clone, Copy)]
+enum Kind {
+    Orders(SyncType),
+    Stock,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Orders(sync_type) => sync_type.as_str(),
+            Kind::Stock => "stock",
+        }
+    }
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     let pool = stockfleet::db::connect_migrated(&settings.database_url, 4).await?;
     let marketplaces = select_marketplaces(&directory::load_all(&pool).await?, &args.marketplace)?;
-    let types = match args.sync_type.as_str() {
-        "all" => SyncType::ALL.to_vec(),
-        name => vec![SyncType::parse(name).with_context(|| {
-            format!("unknown sync type {name:?}: new, modified, care, incomplete or all")
-        })?],
+    let kinds: Vec<Kind> = match args.sync_type.as_str() {
+        "all" => SyncType::ALL
+            .into_iter()
+            .map(Kind::Orders)
+            .chain([Kind::Stock])
+            .collect(),
+        "stock" => vec![Kind::Stock],
+        name => vec![Kind::Orders(SyncType::parse(name).with_context(|| {
+            format!("unknown sync type {name:?}: new, modified, care, incomplete, stock or all")
+        })?)],
     };
     let days_back = match (args.days_back, args.force) {
         (Some(days), _) => Some(days),
@@ -46,47 +69,64 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         (None, false) => None,
     };
     if args.via_fleet {
-        return request(settings, &marketplaces, &types, args.force, days_back).await;
+        return request(settings, &marketplaces, &kinds, args.force, days_back).await;
     }
 
     let syncer = Syncer::new(pool.clone());
     let shutdown = stockfleet::shutdown::on_signals();
     let mut failed = false;
     for marketplace in &marketplaces {
-        for sync_type in &types {
+        for kind in &kinds {
             let bar = ProgressBar::new_spinner().with_style(
                 ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} [{elapsed}]")
                     .expect("progress template"),
             );
-            bar.set_prefix(format!("{} {sync_type}", marketplace.code));
+            bar.set_prefix(format!("{} {}", marketplace.code, kind.name()));
             bar.enable_steady_tick(Duration::from_millis(120));
-            let mut options = RunOptions::new(Trigger::Manual, shutdown.clone());
-            options.days_back = days_back;
-            let outcome = syncer
-                .run(marketplace, *sync_type, &options, &|s| {
-                    bar.set_message(format!(
-                        "page {}: {} fetched, {} new, {} updated",
-                        s.pages, s.fetched, s.created, s.updated
-                    ));
-                })
-                .await?;
-            bar.finish_and_clear();
-            let line = match &outcome {
-                RunOutcome::Succeeded(s) => format!(
-                    "ok      run {}: {} fetched, {} created, {} updated, {} events",
-                    s.run_id, s.fetched, s.created, s.updated, s.events
-                ),
-                RunOutcome::Failed(s) => {
-                    failed = true;
-                    format!(
-                        "FAILED  run {}: {}",
-                        s.run_id,
-                        s.error.as_deref().unwrap_or_default()
-                    )
+            let line = match kind {
+                Kind::Stock => {
+                    let summary =
+                        reconcile::run(&pool, &marketplace.code, args.force, Trigger::Manual)
+                            .await?;
+                    if summary.skipped {
+                        "skipped: a reconciliation is under way".to_owned()
+                    } else {
+                        format!(
+                            "ok      run {}: {} row(s) sent to the publisher, {} of unknown stock left out",
+                            summary.run_id.unwrap_or_default(),
+                            summary.enqueued,
+                            summary.unknown_stock
+                        )
+                    }
                 }
-                RunOutcome::Skipped(reason) => format!("skipped {reason}"),
+                Kind::Orders(sync_type) => {
+                    let mut options = RunOptions::new(Trigger::Manual, shutdown.clone());
+                    options.days_back = days_back;
+                    let outcome = syncer
+                        .run(marketplace, *sync_type, &options, &|s| {
+                            bar.set_message(format!(
+                                "page {}: {} fetched, {} new, {} updated",
+                                s.pages, s.fetched, s.created, s.updated
+                            ));
+                        })
+                        .await?;
+                    match outcome {
+                        RunOutcome::Succeeded(s) => format!(
+                            "ok      run {}: {} fetched, {} created, {} updated, {} events",
+                            s.run_id, s.fetched, s.created, s.updated, s.events
+                        ),
+                        RunOutcome::Failed(s) => {
+                            failed = true;
+                            format!("FAILED  run {}: {}", s.run_id, s.error.unwrap_or_default())
+                        }
+                        RunOutcome::Busy | RunOutcome::Satisfied => {
+                            "skipped: a run is under way".to_owned()
+                        }
+                    }
+                }
             };
-            println!("{:<14} {:<11} {line}", marketplace.code, sync_type.as_str());
+            bar.finish_and_clear();
+            println!("{:<14} {:<11} {line}", marketplace.code, kind.name());
         }
     }
     Ok(if failed {
@@ -122,25 +162,26 @@ fn select_marketplaces(
 async fn request(
     settings: &Settings,
     marketplaces: &[MarketplaceRow],
-    types: &[SyncType],
+    kinds: &[Kind],
     force: bool,
     days_back: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
     let bus = Bus::connect(&settings.amqp_url, topology).await?;
     let publisher = Publisher::new(&bus).await?;
-    let request = SyncRequest {
-        force,
-        days_back,
-        requested_by: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
-    };
     let mut messages = Vec::new();
     for marketplace in marketplaces {
-        for sync_type in types {
-            let envelope = Envelope::new(&sync_type.request_kind(), &marketplace.code, &request);
+        for kind in kinds {
+            let request = SyncRequest {
+                sync_type: kind.name().to_owned(),
+                force,
+                days_back,
+                requested_by: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+            };
+            let envelope = Envelope::new(SYNC_REQUEST, &marketplace.code, &request);
             messages.push(Outgoing {
                 exchange: bus.topology.exchange(Exchange::Commands),
-                routing_key: sync_command_key(&marketplace.code, sync_type.as_str()),
+                routing_key: sync_command_key(&marketplace.code, kind.name()),
                 message_id: envelope.id.to_string(),
                 headers: Default::default(),
                 body: envelope.to_bytes(),
@@ -150,6 +191,6 @@ async fn request(
     let count = messages.len();
     publisher.publish_all(messages).await?;
     bus.close().await;
-    println!("queued {count} sync request(s) for the running pollers");
+    println!("queued {count} sync request(s) for the running fleet");
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,8 @@ pub struct AcceptOrderline {
 /// `sync.<mp>.<type>`: ask the poller (or, for `stock`, the reconciliation) for a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRequest {
+    /// new, modified, care, incomplete or stock.
+    pub sync_type: String,
     /// Run even when the schedule says it is not due.
     #[serde(default)]
     pub force: bool,
@@ -86,4 +88,36 @@ pub struct SyncRequest {
 
 pub fn sync_command_key(marketplace: &str, sync_type: &str) -> String {
     format!("sync.{marketplace}.{sync_type}")
+}
+
+/// The envelope type of a `sync.<mp>.<type>` command.
+pub const SYNC_REQUEST: &str = "sync.request";
+
+/// `marketplace.<mp>.update_order_status`: move an order, or some of its
+/// items, to a status (Accepted, Shipped, Cancelled or Returned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateOrderStatus {
+    pub order_id: String,
+    pub status: OrderStatus,
+    /// Empty = every item that can make the move.
+    #[serde(default)]
+    pub items: Vec<CommandItem>,
+    #[serde(default)]
+    pub tracking: Option<CommandTracking>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandItem {
+    pub item_id: String,
+    pub sku: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandTracking {
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub carrier: Option<String>,
 }

@@ -581,6 +581,9 @@ impl HistoryColumns {
     }
 
     pub(crate) async fn insert(self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        if self.stock_ids.is_empty() {
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO marketplace_stock_history
                  (stock_id, variation_id, marketplace_id, change_type,

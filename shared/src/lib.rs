@@ -7,6 +7,7 @@
 //! - [`worker`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
 
 pub mod admin;
+mod buffer_sql;
 pub mod bus;
 pub mod config;
 pub mod db;
@@ -16,6 +17,8 @@ pub mod health;
 pub mod ledger;
 pub mod marketplace;
 pub mod poller;
+pub mod publisher;
+pub mod reconcile;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -25,6 +25,9 @@ use stockfleet::ledger::Role;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod sim;
+pub use sim::Sim;
+
 pub const MARKETPLACE: &str = "backmarket";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -89,19 +92,6 @@ impl TestEnv {
     /// Sets listed stock for a SKU (creating it) the way an operator does.
     pub async fn set_stock(&self, sku: &str, listed: i32) {
         self.set_stock_on(MARKETPLACE, sku, listed).await;
-    }
-
-    pub async fn set_stock_on(&self, marketplace: &str, sku: &str, listed: i32) {
-        stockfleet::admin::stock::correct(
-            &self.db,
-            sku,
-            marketplace,
-            stockfleet::admin::stock::Correction::Set(listed),
-            "test",
-            "initial count",
-        )
-        .await
-        .expect("set stock");
     }
 
     /// Publishes envelopes on the events exchange, as the poller's relay would.
@@ -180,6 +170,7 @@ impl TestEnv {
             .env("LOG_FORMAT", "text")
             .env("BACKMARKET_TOKEN", "bm-sim-token")
             .env("REFURBED_TOKEN", "rf-sim-token")
+            // The simulator's default credentials (docs/simulator.md).
             .env("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim");
         command
     }
@@ -241,32 +232,6 @@ impl TestEnv {
     /// A queue bound to the events exchange that collects what matches `pattern`.
     pub async fn observe(&self, pattern: &str) -> Observer {
         self.observe_on(Exchange::Events, pattern).await
-    }
-
-    /// Starts a simulator for this test and points every marketplace at it,
-    /// polling every `poll_seconds`.
-    pub async fn simulator(&self, poll_seconds: i32) -> Simulator {
-        let sim = stockfleet_sim::start(stockfleet_sim::SimConfig::default())
-            .await
-            .expect("start simulator");
-        for code in ["backmarket", "refurbed", "woocommerce"] {
-            sqlx::query(
-                "UPDATE marketplaces SET base_url = $2, order_poll_interval_seconds = $3,
-                        care_poll_interval_seconds = $3, incomplete_poll_interval_seconds = $3
-                 WHERE code = $1",
-            )
-            .bind(code)
-            .bind(sim.base_url(code))
-            .bind(poll_seconds)
-            .execute(&self.db)
-            .await
-            .expect("point marketplace at the simulator");
-        }
-        Simulator {
-            control: sim.control_url(),
-            http: reqwest::Client::new(),
-            _handle: sim,
-        }
     }
 
     pub async fn observe_on(&self, exchange: Exchange, pattern: &str) -> Observer {
@@ -568,75 +533,4 @@ pub fn changed(order: &str, sku: &str, quantity: i64, status: OrderStatus) -> En
 
 pub fn header(headers: &FieldTable, key: &str) -> Option<String> {
     headers::get_str(headers, key)
-}
-
-/// A simulator started by a test, driven through its control API.
-pub struct Simulator {
-    pub control: String,
-    pub http: reqwest::Client,
-    _handle: stockfleet_sim::SimHandle,
-}
-
-impl Simulator {
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.control))
-            .json(&body)
-            .send()
-            .await
-            .expect("control API");
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        response.json().await.expect("control API JSON")
-    }
-
-    pub async fn put(&self, path: &str, body: serde_json::Value) {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.control))
-            .json(&body)
-            .send()
-            .await
-            .expect("control API");
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-    }
-
-    pub async fn get(&self, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.control))
-            .send()
-            .await
-            .expect("control API")
-            .json()
-            .await
-            .expect("control API JSON")
-    }
-
-    /// Places an order of one item; returns the order's id.
-    pub async fn order(&self, marketplace: &str, sku: &str, quantity: u32) -> String {
-        let order = self
-            .post(
-                "/orders",
-                serde_json::json!({"marketplace": marketplace, "items": [{"sku": sku, "quantity": quantity}]}),
-            )
-            .await;
-        order["id"].to_string().trim_matches('"').to_owned()
-    }
-
-    /// Moves every item of an order to a raw status.
-    pub async fn move_order(&self, marketplace: &str, id: &str, raw_status: &str) {
-        self.post(
-            &format!("/orders/{marketplace}/{id}/status"),
-            serde_json::json!({"status": raw_status}),
-        )
-        .await;
-    }
 }

@@ -5,6 +5,7 @@ use rand::seq::SliceRandom;
 use stockfleet::bus::QueueSpec;
 use stockfleet::domain::OrderStatus::{Cancelled, Shipped};
 use stockfleet_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 async fn wait_consumers(env: &TestEnv, spec: &QueueSpec, count: u32) {
@@ -193,20 +194,29 @@ async fn a_worker_refuses_an_unmigrated_database_and_says_what_to_do() {
 async fn health_readiness_and_metrics_are_served() {
     let env = TestEnv::new().await;
     env.set_stock("HEALTHY", 5).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
     let mut command = tokio::process::Command::new(binary_path("stockfleet-locker"));
     command
         .env("DATABASE_URL", &env.settings.database_url)
         .env("BUS_PREFIX", &env.name)
-        .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "error")
+        .env("HEALTH_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let locker = command.spawn().unwrap();
+    let mut locker = command.spawn().unwrap();
+    // The worker logs the address it bound (JSON lines); the rest is drained.
+    let mut lines = BufReader::new(locker.stdout.take().unwrap()).lines();
+    let mut bound = None;
+    while bound.is_none() {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the worker logs its address");
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        bound = log["bound"].as_str().map(str::to_owned);
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://{}", bound.unwrap());
     let http = reqwest::Client::new();
     eventually("ready", || async {
         match http.get(format!("{base}/readyz")).send().await {

@@ -23,11 +23,12 @@ fn path_to(marketplace: &str, end: &str) -> &'static [&'static str] {
 
 /// Raises the simulator's limits: these tests are about the order flow, and
 /// polling every second costs more calls than a production schedule.
-async fn generous_limits(sim: &Simulator) {
+async fn generous_limits(sim: &Sim) {
     for marketplace in MARKETPLACES {
-        sim.put(
-            &format!("/rate-limits/{marketplace}"),
-            serde_json::json!({"general": {"requests": 5000, "window_ms": 10000}, "listings": null}),
+        sim.rate_limits(
+            marketplace,
+            serde_json::json!({"requests": 5000, "window_ms": 10000}),
+            serde_json::Value::Null,
         )
         .await;
     }
@@ -82,7 +83,8 @@ fn assert_each_event_once(envelopes: &[Envelope], orders: usize) {
 #[tokio::test]
 async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced_once() {
     let env = TestEnv::new().await;
-    let sim = env.simulator(1).await;
+    let sim = env.sim().await;
+    env.poll_every(1).await;
     generous_limits(&sim).await;
     stock_everything(&env).await;
     let events = env.observe("order.#").await;
@@ -101,7 +103,7 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
     let mut placed = Vec::new();
     for n in 0..1000 {
         let marketplace = MARKETPLACES[n % 3];
-        let id = sim.order(marketplace, SKUS[n % SKUS.len()], 1).await;
+        let id = sim.place(marketplace, SKUS[n % SKUS.len()], 1).await;
         placed.push((marketplace, id));
     }
     for (n, (marketplace, id)) in placed.iter().enumerate() {
@@ -214,7 +216,8 @@ async fn assert_runs_never_overlap(env: &TestEnv) {
 #[tokio::test]
 async fn two_pollers_never_double_a_run_or_an_event() {
     let env = TestEnv::new().await;
-    let sim = env.simulator(1).await;
+    let sim = env.sim().await;
+    env.poll_every(1).await;
     generous_limits(&sim).await;
     stock_everything(&env).await;
     let events = env.observe("order.#").await;
@@ -227,7 +230,7 @@ async fn two_pollers_never_double_a_run_or_an_event() {
         let marketplace = MARKETPLACES[n % 3];
         placed.push((
             marketplace,
-            sim.order(marketplace, SKUS[n % SKUS.len()], 2).await,
+            sim.place(marketplace, SKUS[n % SKUS.len()], 2).await,
         ));
     }
     for (marketplace, id) in placed.iter().step_by(2) {
@@ -255,14 +258,15 @@ async fn two_pollers_never_double_a_run_or_an_event() {
 #[tokio::test]
 async fn a_poller_killed_mid_run_misses_and_doubles_nothing() {
     let env = TestEnv::new().await;
-    let sim = env.simulator(1).await;
+    let sim = env.sim().await;
+    env.poll_every(1).await;
     stock_everything(&env).await;
     let events = env.observe("order.#").await;
     for n in 0..600 {
-        sim.order("backmarket", SKUS[n % SKUS.len()], 1).await;
+        sim.place("backmarket", SKUS[n % SKUS.len()], 1).await;
     }
     // Slow pages (12 pages of 50 at 150 ms each) so the kill lands mid-run.
-    sim.put("/faults/backmarket", serde_json::json!({"latency_ms": 150}))
+    sim.faults("backmarket", serde_json::json!({"latency_ms": 150}))
         .await;
     let mut first = env.spawn("stockfleet-poller");
     eventually("the first run is mid-way", || async {
@@ -300,22 +304,20 @@ async fn a_poller_killed_mid_run_misses_and_doubles_nothing() {
 #[tokio::test]
 async fn a_marketplace_down_or_failing_never_stops_the_others() {
     let env = TestEnv::new().await;
-    let sim = env.simulator(1).await;
+    let sim = env.sim().await;
+    env.poll_every(1).await;
     stock_everything(&env).await;
-    sim.put("/faults/refurbed", serde_json::json!({"down": true}))
+    sim.faults("refurbed", serde_json::json!({"down": true}))
         .await;
-    sim.put(
-        "/faults/woocommerce",
-        serde_json::json!({"error_rate": 1.0}),
-    )
-    .await;
+    sim.faults("woocommerce", serde_json::json!({"error_rate": 1.0}))
+        .await;
     for marketplace in MARKETPLACES {
         for n in 0..20 {
-            sim.order(marketplace, SKUS[n % SKUS.len()], 1).await;
+            sim.place(marketplace, SKUS[n % SKUS.len()], 1).await;
         }
     }
     // An order with an unknown SKU is stored and flagged, and nothing is locked for it.
-    sim.order("backmarket", "NOT-IN-STOCKFLEET", 1).await;
+    sim.place("backmarket", "NOT-IN-STOCKFLEET", 1).await;
     let poller = env.spawn("stockfleet-poller");
     eventually("Back Market keeps syncing", || async {
         scalar(&env, "SELECT count(*) FROM orders").await == 21
@@ -342,8 +344,8 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
     );
 
     // Once the faults stop, the other marketplaces catch up.
-    sim.put("/faults/refurbed", serde_json::json!({})).await;
-    sim.put("/faults/woocommerce", serde_json::json!({})).await;
+    sim.clear_faults("refurbed").await;
+    sim.clear_faults("woocommerce").await;
     eventually("every marketplace synced", || async {
         scalar(&env, "SELECT count(*) FROM orders").await == 61
     })
@@ -355,10 +357,11 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
 async fn syncs_run_on_request_inline_or_through_the_fleet() {
     let env = TestEnv::new().await;
     // Scheduled runs happen once at start, then not for an hour.
-    let sim = env.simulator(3600).await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
     stock_everything(&env).await;
 
-    sim.order("backmarket", "P-1", 1).await;
+    sim.place("backmarket", "P-1", 1).await;
     let inline = env
         .cli(&["sync", "--marketplace", "backmarket", "--type", "new"])
         .await;
@@ -384,7 +387,7 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
             == 11
     })
     .await;
-    sim.order("refurbed", "P-2", 1).await;
+    sim.place("refurbed", "P-2", 1).await;
     let queued = env
         .cli(&[
             "sync",

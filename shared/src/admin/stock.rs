@@ -2,10 +2,10 @@
 //! Every change is written to the history with its actor and reason, and
 //! announced with `stock.changed` through the outbox.
 
+use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::domain::ledger::{self as rules, ChangeType, StockLevels};
-use crate::domain::{BufferRule, Rounding};
 use crate::events::{STOCK_CHANGED, StockChanged};
 use crate::ledger::HistoryColumns;
 use serde::Serialize;
@@ -138,18 +138,15 @@ pub async fn correct(
 
 /// Every marketplace row of a SKU, with what each marketplace is shown.
 pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "SELECT s.id, v.sku, m.code, s.listed_stock, s.locked_stock, s.available_stock,
-                s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at,
-                (COALESCE(s.buffer_percentage, m.default_buffer_percentage) * 100)::int AS basis_points,
-                COALESCE(s.buffer_min_units, m.default_buffer_min_units) AS min_units,
-                COALESCE(s.max_shown, m.default_max_shown) AS max_shown,
-                COALESCE(s.buffer_rounding, m.default_buffer_rounding) AS rounding
-         FROM marketplace_stock s
+                s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at, ",
+        buffer_rule_columns!(),
+        " FROM marketplace_stock s
          JOIN variations v ON v.id = s.variation_id
          JOIN marketplaces m ON m.id = s.marketplace_id
-         WHERE v.sku = $1 ORDER BY m.code",
-    )
+         WHERE v.sku = $1 ORDER BY m.code"
+    ))
     .bind(sku)
     .fetch_all(pool)
     .await?;
@@ -159,17 +156,7 @@ pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockEr
     Ok(rows
         .into_iter()
         .map(|row| {
-            let rule = BufferRule {
-                basis_points: row.get::<i32, _>("basis_points").clamp(0, 10_000) as u32,
-                min_units: row.get::<i32, _>("min_units").max(0) as u32,
-                max_shown: row
-                    .get::<Option<i32>, _>("max_shown")
-                    .map(|cap| cap.max(0) as u32),
-                rounding: row
-                    .get::<String, _>("rounding")
-                    .parse()
-                    .unwrap_or(Rounding::Up),
-            };
+            let rule = buffer_rule(&row);
             let available: i32 = row.get("available_stock");
             StockRowView {
                 stock_id: row.get("id"),

@@ -8,7 +8,7 @@
 //! reason in its headers. Only then is the batch acknowledged, so a crash at
 //! any point redelivers rather than loses.
 
-use super::headers::{self, ATTEMPTS, TRACEPARENT};
+use super::headers::{self, ATTEMPTS, DEFERRALS, TRACEPARENT};
 use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec};
 use crate::config::ConsumerSettings;
 use futures::{FutureExt, StreamExt};
@@ -36,6 +36,12 @@ pub enum HandlerError {
     /// Will fail the same way every time: bad input, unknown SKU, a 4xx.
     #[error("{0}")]
     Permanent(String),
+    /// Not a failure: the message must wait for something that is on its way
+    /// (the publisher holding a stock increase until a fresh orders poll). It
+    /// goes through the shortest retry queue without counting an attempt, so
+    /// it never reaches the dead-letter queue however late that thing is.
+    #[error("{0}")]
+    Deferred(String),
 }
 
 impl HandlerError {
@@ -43,6 +49,7 @@ impl HandlerError {
         match self {
             HandlerError::Transient(_) => "transient",
             HandlerError::Permanent(_) => "permanent",
+            HandlerError::Deferred(_) => "deferred",
         }
     }
 }
@@ -236,6 +243,13 @@ impl<H: Handler> ConsumerLoop<H> {
     /// Where a failed delivery goes next, with its failure recorded.
     fn failed(&self, delivery: &Delivery, error: &HandlerError) -> Outgoing {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let topology = &self.bus.topology;
+        if let HandlerError::Deferred(reason) = error {
+            let deferrals = headers::get_u32(&headers, DEFERRALS).unwrap_or(0) + 1;
+            headers::set_u32(&mut headers, DEFERRALS, deferrals);
+            tracing::debug!(%reason, deferrals, "message deferred");
+            return Self::resend(delivery, headers, topology.retry_queue(&self.spec, 1).0);
+        }
         let attempts = headers::get_u32(&headers, ATTEMPTS).unwrap_or(0) + 1;
         headers::record_failure(
             &mut headers,
@@ -245,7 +259,6 @@ impl<H: Handler> ConsumerLoop<H> {
             delivery.exchange.as_str(),
             delivery.routing_key.as_str(),
         );
-        let topology = &self.bus.topology;
         let give_up =
             matches!(error, HandlerError::Permanent(_)) || attempts >= self.settings.max_attempts;
         let target = if give_up {
@@ -256,9 +269,14 @@ impl<H: Handler> ConsumerLoop<H> {
             tracing::info!(%error, attempts, ?delay, "message will be retried");
             retry_queue
         };
+        Self::resend(delivery, headers, target)
+    }
+
+    /// A copy of `delivery` for `queue` (through the default exchange).
+    fn resend(delivery: &Delivery, headers: FieldTable, queue: String) -> Outgoing {
         Outgoing {
             exchange: String::new(),
-            routing_key: target,
+            routing_key: queue,
             message_id: delivery
                 .properties
                 .message_id()

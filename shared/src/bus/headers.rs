@@ -5,6 +5,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const ATTEMPTS: &str = "x-attempts";
+/// Times a message was deferred (waiting, not failing; see `HandlerError::Deferred`).
+pub const DEFERRALS: &str = "x-deferrals";
 pub const ERROR: &str = "x-error";
 pub const ERROR_KIND: &str = "x-error-kind";
 pub const FIRST_FAILURE: &str = "x-first-failure";

@@ -19,13 +19,17 @@ pub struct MarketplaceRow {
     pub care_poll_interval_seconds: i32,
     pub incomplete_poll_interval_seconds: i32,
     pub modified_overlap_seconds: i32,
+    /// The publisher's pace: at most this many requests per window.
+    pub rate_limit_requests: i32,
+    pub rate_limit_window_seconds: i32,
 }
 
 pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     sqlx::query_as(
         "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,
                 order_poll_interval_seconds, care_poll_interval_seconds,
-                incomplete_poll_interval_seconds, modified_overlap_seconds
+                incomplete_poll_interval_seconds, modified_overlap_seconds,
+                rate_limit_requests, rate_limit_window_seconds
          FROM marketplaces ORDER BY id",
     )
     .fetch_all(pool)

@@ -2,10 +2,11 @@
 //! timeout, URL building under the base URL, and the classification of
 //! failures into [`MarketplaceError`] kinds with credentials scrubbed.
 
-use super::{MarketplaceConfig, MarketplaceError};
+use super::{MarketplaceConfig, MarketplaceError, RateGate};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -21,6 +22,7 @@ pub(crate) struct HttpClient {
     base: Url,
     /// Strings that must never reach an error message or a log line.
     secrets: Vec<String>,
+    gate: Option<Arc<RateGate>>,
 }
 
 /// A successful response: status, headers and the raw body.
@@ -56,6 +58,7 @@ impl HttpClient {
             client,
             base,
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+            gate: config.gate.clone(),
         })
     }
 
@@ -85,6 +88,9 @@ impl HttpClient {
             .build()
             .map_err(|e| self.scrubbed_invalid(error_chain(&e)))?;
         let (method, path) = (request.method().clone(), request.url().path().to_owned());
+        if let Some(gate) = &self.gate {
+            gate.wait().await;
+        }
         let response = match self.client.execute(request).await {
             Ok(response) => response,
             Err(e) => {
@@ -108,7 +114,11 @@ impl HttpClient {
                 body: body.to_vec(),
             });
         }
-        Err(self.classify(status, &headers, &body))
+        let error = self.classify(status, &headers, &body);
+        if let (Some(gate), Some(wait)) = (&self.gate, error.retry_after()) {
+            gate.block_for(wait);
+        }
+        Err(error)
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> MarketplaceError {

@@ -9,6 +9,7 @@
 
 mod backmarket;
 pub mod directory;
+mod gate;
 mod http;
 mod refurbed;
 mod wire;
@@ -16,6 +17,7 @@ mod woocommerce;
 
 use crate::domain::OrderStatus;
 use chrono::{DateTime, Utc};
+pub use gate::RateGate;
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
@@ -363,6 +365,8 @@ pub struct MarketplaceConfig {
     pub timeout: Duration,
     /// Back Market requires `BM-<Company>-<Integration>;<contact email>`.
     pub user_agent: Option<String>,
+    /// Every request waits here first (the publisher's rate limit); None = unthrottled.
+    pub gate: Option<Arc<RateGate>>,
 }
 
 impl MarketplaceConfig {
@@ -375,6 +379,7 @@ impl MarketplaceConfig {
             credential,
             timeout: Duration::from_secs(10),
             user_agent: None,
+            gate: None,
         }
     }
 }

@@ -48,11 +48,6 @@ impl SyncType {
         SyncType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
-    /// The envelope type of a request for this sync (`sync.new`, …).
-    pub fn request_kind(self) -> String {
-        format!("sync.{}", self.as_str())
-    }
-
     /// Second key of the run's PostgreSQL advisory lock (the first is the marketplace id).
     fn lock_key(self) -> i32 {
         match self {
@@ -81,7 +76,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
@@ -130,8 +125,10 @@ pub struct RunSummary {
 pub enum RunOutcome {
     Succeeded(RunSummary),
     Failed(RunSummary),
-    /// Another instance holds this (marketplace, type), or the request was already met.
-    Skipped(String),
+    /// Another run of this (marketplace, type) is under way.
+    Busy,
+    /// A run since the request already covered it.
+    Satisfied,
 }
 
 /// How long the first modified or care sync looks back when no cursor exists.
@@ -156,10 +153,7 @@ pub async fn run(
         .fetch_one(&mut *guard)
         .await?;
     if !locked {
-        return Ok(RunOutcome::Skipped(format!(
-            "a {sync_type} sync of {} is running elsewhere",
-            marketplace.code
-        )));
+        return Ok(RunOutcome::Busy);
     }
     // Runs left `running` by a dead process can be closed now: we hold the lock.
     sqlx::query(
@@ -182,9 +176,7 @@ pub async fn run(
         .fetch_one(pool)
         .await?;
         if satisfied {
-            return Ok(RunOutcome::Skipped(
-                "a run since the request already covered it".into(),
-            ));
+            return Ok(RunOutcome::Satisfied);
         }
     }
 
@@ -558,8 +550,8 @@ fn log_outcome(code: &str, sync_type: SyncType, outcome: &anyhow::Result<RunOutc
         }
         Ok(RunOutcome::Failed(s)) => tracing::warn!(marketplace = code, %sync_type,
             error = s.error.as_deref().unwrap_or_default(), "sync failed"),
-        Ok(RunOutcome::Skipped(reason)) => {
-            tracing::debug!(marketplace = code, %sync_type, reason, "sync skipped")
+        Ok(RunOutcome::Busy | RunOutcome::Satisfied) => {
+            tracing::debug!(marketplace = code, %sync_type, "sync skipped")
         }
         Err(error) => {
             tracing::error!(marketplace = code, %sync_type, error = format!("{error:#}"), "sync could not run")
@@ -613,16 +605,23 @@ pub struct SyncCommandHandler {
 impl SyncCommandHandler {
     async fn handle_one(&self, incoming: &Incoming) -> Result<(), HandlerError> {
         let envelope = &incoming.envelope;
-        let sync_type = envelope
-            .kind
-            .strip_prefix("sync.")
-            .and_then(SyncType::parse)
-            .ok_or_else(|| {
-                HandlerError::Permanent(format!("unknown sync request type {:?}", envelope.kind))
-            })?;
         let request: SyncRequest = envelope
             .payload()
             .map_err(|e| HandlerError::Permanent(format!("malformed sync request: {e}")))?;
+        if request.sync_type == "stock" {
+            return crate::reconcile::run(
+                &self.syncer.pool,
+                &envelope.marketplace,
+                request.force,
+                Trigger::Fleet,
+            )
+            .await
+            .map(drop)
+            .map_err(|e| HandlerError::Transient(e.to_string()));
+        }
+        let sync_type = SyncType::parse(&request.sync_type).ok_or_else(|| {
+            HandlerError::Permanent(format!("unknown sync type {:?}", request.sync_type))
+        })?;
         let marketplace = self
             .marketplaces
             .get(&envelope.marketplace)
@@ -642,11 +641,12 @@ impl SyncCommandHandler {
             .map_err(|e| HandlerError::Transient(format!("{e:#}")))?;
         log_outcome(&marketplace.code, sync_type, &Ok(outcome.clone()));
         match outcome {
-            RunOutcome::Succeeded(_) => Ok(()),
-            RunOutcome::Skipped(reason) if reason.contains("running elsewhere") => {
-                Err(HandlerError::Transient(reason))
-            }
-            RunOutcome::Skipped(_) => Ok(()),
+            RunOutcome::Succeeded(_) | RunOutcome::Satisfied => Ok(()),
+            // Retried later: the run under way may have started before the request.
+            RunOutcome::Busy => Err(HandlerError::Transient(format!(
+                "a {sync_type} sync of {} is under way",
+                marketplace.code
+            ))),
             RunOutcome::Failed(summary) => Err(HandlerError::Transient(
                 summary.error.unwrap_or_else(|| "the sync failed".into()),
             )),

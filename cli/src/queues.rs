@@ -1,0 +1,53 @@
+//! `stockfleet queues [--watch]`: depth and consumers of every queue.
+
+use std::process::ExitCode;
+use std::time::Duration;
+use stockfleet::admin::queues;
+use stockfleet::config::Settings;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<u64>,
+    /// RabbitMQ management API, for unacknowledged counts (absent: shown as "-").
+    #[arg(
+        long,
+        env = "RABBITMQ_MANAGEMENT_URL",
+        default_value = "http://guest:guest@127.0.0.1:15672"
+    )]
+    management_url: String,
+}
+
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
+    let (bus, marketplaces) = crate::connect_bus(settings).await?;
+    loop {
+        let stats = queues::stats(&bus, &marketplaces, Some(&args.management_url)).await?;
+        if args.watch.is_some() {
+            print!("\x1b[2J\x1b[H"); // clear the terminal between refreshes
+        }
+        println!(
+            "{:<60} {:>8} {:>8} {:>9}",
+            "queue", "ready", "unacked", "consumers"
+        );
+        for queue in &stats {
+            let unacked = queue.unacked.map_or("-".to_owned(), |n| n.to_string());
+            println!(
+                "{:<60} {:>8} {:>8} {:>9}",
+                queue.name, queue.ready, unacked, queue.consumers
+            );
+        }
+        if stats.iter().all(|q| q.unacked.is_none()) {
+            println!(
+                "(unacked: the management API does not answer; `rabbitmq-plugins enable rabbitmq_management` turns it on)"
+            );
+        }
+        let Some(seconds) = args.watch else { break };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(seconds.max(1))) => {}
+        }
+    }
+    bus.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,218 @@
+//! `stockfleet up`: the whole fleet on this machine, against the local
+//! PostgreSQL and RabbitMQ, with the marketplace simulator (and its order
+//! generator) as every marketplace. Migrates first; seeds a small demo catalog
+//! when the database has none; forwards SIGINT/SIGTERM to every process and
+//! exits when they have exited (or when any of them stops by itself).
+
+use anyhow::Context;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use stockfleet::admin::stock::{self, Correction};
+use stockfleet::config::Settings;
+use tokio::process::{Child, Command};
+
+/// The workers and their health ports.
+const WORKERS: [(&str, u16); 4] = [
+    ("poller", 9101),
+    ("locker", 9102),
+    ("reducer", 9103),
+    ("publisher", 9104),
+];
+/// The simulator's default credentials (docs/simulator.md), as each marketplace row names them.
+const CREDENTIALS: [(&str, &str); 3] = [
+    ("BACKMARKET_TOKEN", "bm-sim-token"),
+    ("REFURBED_TOKEN", "rf-sim-token"),
+    ("WOOCOMMERCE_CREDENTIALS", "ck_sim:cs_sim"),
+];
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the simulator listens (the seeded marketplaces point at 127.0.0.1:8900).
+    #[arg(long, default_value = "127.0.0.1:8900")]
+    sim_addr: String,
+    /// Orders per second the simulator's generator places (0 = none).
+    #[arg(long, default_value_t = 0.2)]
+    orders_per_second: f64,
+    /// Demo SKUs created (20 units each, every marketplace) when the database has none.
+    #[arg(long, default_value_t = 10)]
+    demo_skus: u32,
+}
+
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
+    let pool = stockfleet::db::migrate(&settings.database_url).await?;
+    let dir = sibling_dir()?;
+    let mut children = Vec::new();
+    let sim = spawn(
+        Command::new(dir.join("stockfleet-sim"))
+            .args(["--addr", &args.sim_addr])
+            .args(["--orders-per-second", &args.orders_per_second.to_string()]),
+        "stockfleet-sim",
+    )?;
+    children.push(("sim", sim));
+    let control = format!("http://{}/control", args.sim_addr);
+    let listed = seed(&pool, &control, args.demo_skus).await;
+    pool.close().await;
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(error) => {
+            stop_all(&mut children).await;
+            return Err(error);
+        }
+    };
+    println!("simulator on {} with {listed} listings", args.sim_addr);
+    for (name, port) in WORKERS {
+        let binary = format!("stockfleet-{name}");
+        let mut command = Command::new(dir.join(&binary));
+        command
+            .env("DATABASE_URL", &settings.database_url)
+            .env("AMQP_URL", &settings.amqp_url)
+            .env("BUS_PREFIX", &settings.bus_prefix)
+            .env("HEALTH_ADDR", format!("127.0.0.1:{port}"));
+        for (variable, value) in CREDENTIALS {
+            if std::env::var_os(variable).is_none() {
+                command.env(variable, value);
+            }
+        }
+        if std::env::var_os("LOG_FORMAT").is_none() {
+            command.env("LOG_FORMAT", "text");
+        }
+        match spawn(&mut command, &binary) {
+            Ok(child) => children.push((name, child)),
+            Err(error) => {
+                stop_all(&mut children).await;
+                return Err(error);
+            }
+        }
+    }
+    println!(
+        "fleet running: health on 127.0.0.1:9101-9104 (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it"
+    );
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let first_exit = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+        exited = any_exit(&mut children) => Some(exited),
+    };
+    if let Some((name, status)) = &first_exit {
+        eprintln!("{name} exited ({status}); stopping the fleet");
+    }
+    let clean = stop_all(&mut children).await;
+    Ok(match first_exit {
+        None if clean => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// The directory of this executable, where cargo puts the sibling binaries.
+fn sibling_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn spawn(command: &mut Command, name: &str) -> anyhow::Result<Child> {
+    command.kill_on_drop(true).spawn().with_context(|| {
+        format!("cannot start {name}; build every binary first (`cargo build --workspace --bins`)")
+    })
+}
+
+/// Waits for the simulator, then lists every variation on every simulated
+/// marketplace, first creating demo SKUs when there are none. Returns the
+/// number of listings.
+async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Result<usize> {
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{control}/listings"))
+            .send()
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(ready, "the simulator did not answer on {control}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM variations")
+        .fetch_one(pool)
+        .await?;
+    let marketplaces: Vec<String> = sqlx::query_scalar("SELECT code FROM marketplaces ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    if count == 0 {
+        for n in 1..=demo_skus {
+            let sku = format!("DEMO-{n:03}");
+            for marketplace in &marketplaces {
+                stock::correct(
+                    pool,
+                    &sku,
+                    marketplace,
+                    Correction::Set(20),
+                    "stockfleet up",
+                    "demo catalog",
+                )
+                .await?;
+            }
+        }
+    }
+    let skus: Vec<String> = sqlx::query_scalar("SELECT sku FROM variations ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    for sku in &skus {
+        // No marketplace: the simulator lists it on all three, at 0 until the publisher pushes.
+        client
+            .post(format!("{control}/listings"))
+            .json(&json!({"sku": sku, "quantity": 0}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    Ok(skus.len() * marketplaces.len())
+}
+
+/// The first child to exit, with its status.
+async fn any_exit(children: &mut [(&'static str, Child)]) -> (&'static str, String) {
+    let waits = children.iter_mut().map(|(name, child)| {
+        Box::pin(async move {
+            let status = child.wait().await;
+            (
+                *name,
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+            )
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// Asks every child to stop (SIGTERM; SIGINT for the simulator, which
+/// stops on that), then waits for each; true when all exited 0.
+async fn stop_all(children: &mut [(&'static str, Child)]) -> bool {
+    for (name, child) in children.iter() {
+        if let Some(pid) = child.id() {
+            let signal = if *name == "sim" { "-INT" } else { "-TERM" };
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+    let mut clean = true;
+    for (name, child) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                eprintln!("{name} exited with {status}");
+                clean = false;
+            }
+            _ => {
+                eprintln!("{name} did not stop within 30 s; killing it");
+                let _ = child.kill().await;
+                clean = false;
+            }
+        }
+    }
+    clean
+}

@@ -1,0 +1,548 @@
+//! The publisher: buffered quantities and order commands out to one
+//! marketplace per queue (`<prefix>.publisher.<mp>`).
+//!
+//! - **Coalescing.** A `stock.changed` message only says "this row changed".
+//!   At send time the handler reads the row's *current* state and pushes
+//!   `buffered(available)` once per row per batch; a later message for a row
+//!   already showing that quantity costs no call (`last_api_quantity`). Of the
+//!   messages of one row in a batch, one carries the outcome (retry or dead
+//!   letter) and the others are acknowledged: the one left re-reads the row
+//!   when it is handled again, so it stands for all of them.
+//! - **Unknown stock** (never counted) is never pushed (design §4).
+//! - **Freshness guard.** The marketplace decrements its own quantity when an
+//!   order is placed; pushing an *increase* before our poller has fetched that
+//!   order would undo the decrement (an oversell). A decrease always goes; an
+//!   increase goes only when the marketplace's last successful new-orders
+//!   poll started less than `increase_freshness_seconds` ago. Otherwise the
+//!   handler asks the poller for a poll (`sync.<mp>.new` through the outbox,
+//!   at most every [`POLL_REQUEST_INTERVAL`]) and defers the message: it comes
+//!   back through the shortest retry queue without counting an attempt, so a
+//!   late poll never dead-letters it.
+//! - **Rate limit.** Every HTTP call waits at the marketplace's
+//!   [`RateGate`] (from `marketplaces.rate_limit_*`); a 429 closes the gate
+//!   for its Retry-After. Each publisher queue has a single active consumer,
+//!   so however many publisher processes run, one gate paces a marketplace.
+//! - **Failures.** Transient errors are retried in process ([`crate::retry`]);
+//!   if they persist the message goes to the retry queues, then the
+//!   dead-letter queue. After one call gave up transiently, the rest of the
+//!   batch is not tried (the marketplace is down or throttling): those
+//!   messages go to the retry queue at once. Permanent errors (unknown
+//!   listing, another 4xx) dead-letter at once with the marketplace's reason.
+//! - **Reconciliation** messages (`change_type = "reconciliation"`, see
+//!   [`crate::reconcile`]) first read the marketplace's quantity; a
+//!   difference from what we last pushed is recorded as a `reconciliation`
+//!   history row, then the row is pushed like any other.
+
+use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
+use crate::bus::outbox::{self, OutboxMessage};
+use crate::bus::{self, Envelope, Handler, HandlerError, Incoming, QueueSpec};
+use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
+use crate::events::{
+    self, ACCEPT_ORDERLINE, AcceptOrderline, STOCK_CHANGED, SYNC_REQUEST, StockChanged,
+    SyncRequest, UPDATE_ORDER_STATUS, UpdateOrderStatus,
+};
+use crate::ledger::HistoryColumns;
+use crate::marketplace::directory::{self, MarketplaceRow};
+use crate::marketplace::{
+    Marketplace, MarketplaceConfig, MarketplaceError, OrderItemRef, OrderStatusUpdate, RateGate,
+    Tracking,
+};
+use crate::retry;
+use sqlx::{PgPool, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The change type of a reconciliation's `stock.changed` messages.
+pub const RECONCILIATION: &str = "reconciliation";
+/// At most one poll request per marketplace in this interval while increases wait.
+pub const POLL_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+
+/// In-process retries of one marketplace call before the message goes to the
+/// retry queues. Short: a longer outage is the retry queues' job, and the
+/// rest of the batch waits behind this call.
+const CALL_RETRY: retry::Policy = retry::Policy {
+    initial: Duration::from_millis(200),
+    max_interval: Duration::from_secs(2),
+    max_elapsed: Duration::from_secs(10),
+};
+
+/// Builds a marketplace's adapter configuration from its row (production:
+/// [`directory::adapter_config`], credential from the environment).
+pub type Configure =
+    Arc<dyn Fn(&MarketplaceRow) -> Result<MarketplaceConfig, MarketplaceError> + Send + Sync>;
+
+pub struct Options {
+    pub configure: Configure,
+    /// The length of one hour of the reconciliation schedule (1 h; shorter for demos and tests).
+    pub schedule_hour: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            configure: Arc::new(directory::adapter_config),
+            schedule_hour: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Runs the publisher on a started worker until shutdown: one consumer per
+/// marketplace queue, plus the reconciliation schedule.
+pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Result<()> {
+    let mut consumers = tokio::task::JoinSet::new();
+    for row in directory::load_all(&worker.db).await? {
+        let config = match (options.configure)(&row) {
+            Ok(config) => config,
+            Err(error) => {
+                // Its queue keeps the messages until a publisher that can reach it runs.
+                tracing::error!(marketplace = %row.code, %error, "not publishing to this marketplace");
+                continue;
+            }
+        };
+        let handler = PublisherHandler::new(worker.db.clone(), row, config)?;
+        consumers.spawn(bus::consumer::run(
+            worker.bus.clone(),
+            QueueSpec::publisher(&handler.marketplace.code),
+            worker.settings.consumer.clone(),
+            Arc::new(handler),
+            worker.shutdown.clone(),
+        ));
+    }
+    let schedule = tokio::spawn(crate::reconcile::schedule(
+        worker.db.clone(),
+        options.schedule_hour,
+        worker.shutdown.clone(),
+    ));
+    let mut result = Ok(());
+    if consumers.is_empty() {
+        worker.shutdown.cancelled().await;
+    }
+    while let Some(joined) = consumers.join_next().await {
+        if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            worker.shutdown.cancel();
+            result = Err(error);
+        }
+    }
+    schedule.await?;
+    worker.stop(result).await
+}
+
+pub struct PublisherHandler {
+    pool: PgPool,
+    marketplace: MarketplaceRow,
+    adapter: Arc<dyn Marketplace>,
+    last_poll_request: Mutex<Option<Instant>>,
+}
+
+/// A stock row as the publisher reads it at send time.
+struct RowState {
+    variation_id: i64,
+    sku: String,
+    levels: StockLevels,
+    known: bool,
+    target: u32,
+    last_api_quantity: Option<i32>,
+}
+
+/// One row's messages in a batch: which one carries the outcome, and whether
+/// a reconciliation asked for the marketplace's quantity.
+struct Group {
+    carrier: usize,
+    reconcile: bool,
+}
+
+/// What the batch writes back once its calls are done.
+#[derive(Default)]
+struct Effects {
+    synced: Vec<(i64, i32)>,
+    history: HistoryColumns,
+    request_poll: bool,
+}
+
+impl PublisherHandler {
+    /// A handler whose adapter is paced by the marketplace row's rate limit.
+    pub fn new(
+        pool: PgPool,
+        marketplace: MarketplaceRow,
+        mut config: MarketplaceConfig,
+    ) -> anyhow::Result<Self> {
+        config.gate = Some(Arc::new(RateGate::new(
+            &marketplace.code,
+            marketplace.rate_limit_requests.max(1) as u32,
+            Duration::from_secs(marketplace.rate_limit_window_seconds.max(1) as u64),
+        )));
+        let adapter = crate::marketplace::connect(config)?;
+        Ok(Self {
+            pool,
+            marketplace,
+            adapter,
+            last_poll_request: Mutex::new(None),
+        })
+    }
+
+    /// Runs one marketplace call with in-process retries.
+    async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, MarketplaceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, MarketplaceError>>,
+    {
+        let code = self.marketplace.code.as_str();
+        let result = retry::retry(&CALL_RETRY, op, MarketplaceError::is_transient, |error, wait| {
+            tracing::info!(marketplace = code, what, %error, ?wait, "marketplace call failed; retrying");
+        })
+        .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.kind(),
+        };
+        metrics::counter!("stockfleet_marketplace_calls_total", "marketplace" => code.to_owned(), "call" => what.to_owned(), "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn load_rows(&self, ids: &[i64]) -> sqlx::Result<HashMap<i64, RowState>> {
+        let rows = sqlx::query(concat!(
+            "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku, s.listed_stock,
+                    s.locked_stock, s.available_stock, s.stock_known, s.last_api_quantity, ",
+            buffer_rule_columns!(),
+            " FROM marketplace_stock s
+             JOIN variations v ON v.id = s.variation_id
+             JOIN marketplaces m ON m.id = s.marketplace_id
+             LEFT JOIN listings l ON l.variation_id = s.variation_id AND l.marketplace_id = s.marketplace_id
+             WHERE s.id = ANY($1) AND s.marketplace_id = $2"
+        ))
+        .bind(ids)
+        .bind(self.marketplace.id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let state = RowState {
+                    variation_id: row.get("variation_id"),
+                    sku: row.get("sku"),
+                    levels: StockLevels::new(row.get("listed_stock"), row.get("locked_stock")),
+                    known: row.get("stock_known"),
+                    target: buffer_rule(&row).buffered(row.get("available_stock")),
+                    last_api_quantity: row.get("last_api_quantity"),
+                };
+                (row.get("id"), state)
+            })
+            .collect())
+    }
+
+    /// Whether the last successful new-orders poll started within the bound.
+    async fn orders_are_fresh(&self) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(
+                 (SELECT max(started_at) FROM sync_runs r
+                  WHERE r.marketplace_id = m.id AND r.sync_type = 'new' AND r.status = 'succeeded')
+                 > now() - make_interval(secs => m.increase_freshness_seconds),
+                 false)
+             FROM marketplaces m WHERE m.id = $1",
+        )
+        .bind(self.marketplace.id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Pushes (or skips, or defers) one row; records what it did in `effects`.
+    async fn sync_row(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        group: &Group,
+        fresh: bool,
+        reference: &str,
+        effects: &mut Effects,
+    ) -> Result<(), HandlerError> {
+        let code = &self.marketplace.code;
+        if !row.known {
+            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unknown_stock").increment(1);
+            return Ok(());
+        }
+        let target = row.target as i32;
+        let key = (stock_id, row.variation_id, self.marketplace.id);
+        // What the marketplace shows now, as far as we know.
+        let shown = if group.reconcile {
+            let reported = self
+                .call("listing_quantity", || {
+                    self.adapter.listing_quantity(&row.sku)
+                })
+                .await
+                .map_err(handler_error)?;
+            let reported = i32::try_from(reported).unwrap_or(i32::MAX);
+            if row.last_api_quantity != Some(reported) {
+                let note = format!(
+                    "{code} showed {reported} while we last pushed {}; our quantity is {target}",
+                    row.last_api_quantity
+                        .map_or("nothing".to_owned(), |q| q.to_string())
+                );
+                effects.history.add(
+                    key,
+                    &unchanged(
+                        row.levels,
+                        ChangeType::Reconciliation,
+                        reported - row.last_api_quantity.unwrap_or(0),
+                        note,
+                    ),
+                    (None, None),
+                    Some(reference.to_owned()),
+                    "publisher",
+                );
+            }
+            Some(reported)
+        } else {
+            row.last_api_quantity
+        };
+        if shown == Some(target) {
+            if group.reconcile {
+                effects.synced.push((stock_id, target));
+            }
+            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
+            return Ok(());
+        }
+        if target > shown.unwrap_or(0) && !fresh {
+            effects.request_poll = true;
+            return Err(HandlerError::Deferred(format!(
+                "increase of {} on {code} to {target} waits for a fresh new-orders poll",
+                row.sku
+            )));
+        }
+        self.call("set_listing_quantity", || {
+            self.adapter.set_listing_quantity(&row.sku, row.target)
+        })
+        .await
+        .map_err(handler_error)?;
+        effects.synced.push((stock_id, target));
+        let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
+        effects.history.add(
+            key,
+            &unchanged(
+                row.levels,
+                ChangeType::ApiSync,
+                target - shown.unwrap_or(0),
+                format!("pushed {target} to {code} (was {before})"),
+            ),
+            (None, None),
+            Some(reference.to_owned()),
+            "publisher",
+        );
+        Ok(())
+    }
+
+    async fn command(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let malformed = |error: serde_json::Error| {
+            HandlerError::Permanent(format!("malformed {} payload: {error}", envelope.kind))
+        };
+        match envelope.kind.as_str() {
+            ACCEPT_ORDERLINE => {
+                let accept: AcceptOrderline = envelope.payload().map_err(malformed)?;
+                let item = OrderItemRef {
+                    external_id: accept.item_id,
+                    sku: accept.sku,
+                };
+                self.call("accept_orderline", || {
+                    self.adapter.accept_orderline(&accept.order_id, &item)
+                })
+                .await
+            }
+            UPDATE_ORDER_STATUS => {
+                let command: UpdateOrderStatus = envelope.payload().map_err(malformed)?;
+                let update = OrderStatusUpdate {
+                    status: command.status,
+                    items: command
+                        .items
+                        .into_iter()
+                        .map(|item| OrderItemRef {
+                            external_id: item.item_id,
+                            sku: item.sku,
+                        })
+                        .collect(),
+                    tracking: command.tracking.map(|t| Tracking {
+                        number: t.number,
+                        url: t.url,
+                        carrier: t.carrier,
+                    }),
+                };
+                self.call("update_order_status", || {
+                    self.adapter.update_order_status(&command.order_id, &update)
+                })
+                .await
+            }
+            other => {
+                return Err(HandlerError::Permanent(format!(
+                    "the publisher does not handle {other:?} messages"
+                )));
+            }
+        }
+        .map_err(handler_error)
+    }
+
+    /// Writes pushes, history and a poll request in one transaction.
+    async fn commit(&self, effects: Effects) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        if !effects.synced.is_empty() {
+            let (ids, quantities): (Vec<i64>, Vec<i32>) = effects.synced.into_iter().unzip();
+            sqlx::query(
+                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = now()
+                 FROM unnest($1::bigint[], $2::int[]) AS k(id, q) WHERE s.id = k.id",
+            )
+            .bind(&ids)
+            .bind(&quantities)
+            .execute(&mut *tx)
+            .await?;
+        }
+        effects.history.insert(&mut tx).await?;
+        if effects.request_poll && self.poll_request_due() {
+            let code = &self.marketplace.code;
+            let request = SyncRequest {
+                sync_type: "new".to_owned(),
+                force: false,
+                days_back: None,
+                requested_by: "publisher: a stock increase waits for a fresh new-orders poll"
+                    .to_owned(),
+            };
+            let envelope = Envelope::new(SYNC_REQUEST, code, &request);
+            let message =
+                OutboxMessage::command(events::sync_command_key(code, "new"), envelope, None);
+            outbox::enqueue(&mut tx, &[message]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn poll_request_due(&self) -> bool {
+        let mut last = self.last_poll_request.lock().expect("poisoned");
+        let due = last.is_none_or(|at| at.elapsed() >= POLL_REQUEST_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+impl Handler for PublisherHandler {
+    async fn handle(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Result<(), HandlerError>> = vec![Ok(()); batch.len()];
+        let mut groups: BTreeMap<i64, Group> = BTreeMap::new();
+        let mut commands = Vec::new();
+        for (index, incoming) in batch.iter().enumerate() {
+            let envelope = &incoming.envelope;
+            if envelope.marketplace != self.marketplace.code {
+                results[index] = Err(HandlerError::Permanent(format!(
+                    "a {} message reached the publisher of {}",
+                    envelope.marketplace, self.marketplace.code
+                )));
+                continue;
+            }
+            if envelope.kind != STOCK_CHANGED {
+                commands.push(index);
+                continue;
+            }
+            match envelope.payload::<StockChanged>() {
+                Ok(change) => {
+                    let reconcile = change.change_type == RECONCILIATION;
+                    let group = groups.entry(change.stock_id).or_insert(Group {
+                        carrier: index,
+                        reconcile,
+                    });
+                    // A reconciliation carries the outcome, so a retry reads the marketplace again.
+                    if reconcile || !group.reconcile {
+                        group.carrier = index;
+                    }
+                    group.reconcile |= reconcile;
+                }
+                Err(error) => {
+                    results[index] = Err(HandlerError::Permanent(format!(
+                        "malformed stock.changed payload: {error}"
+                    )))
+                }
+            }
+        }
+
+        // After one call gave up transiently, the rest of the batch is not tried.
+        let mut outage: Option<HandlerError> = None;
+        let mut effects = Effects::default();
+        let mut pushed = Vec::new();
+        if !groups.is_empty() {
+            let ids: Vec<i64> = groups.keys().copied().collect();
+            let loaded = tokio::try_join!(self.load_rows(&ids), self.orders_are_fresh());
+            let (rows, fresh) = match loaded {
+                Ok(loaded) => loaded,
+                Err(error) => return vec![Err(error.into()); batch.len()],
+            };
+            for (stock_id, group) in &groups {
+                let Some(row) = rows.get(stock_id) else {
+                    results[group.carrier] = Err(HandlerError::Permanent(format!(
+                        "no stock row {stock_id} on {}",
+                        self.marketplace.code
+                    )));
+                    continue;
+                };
+                if let Some(error) = &outage {
+                    results[group.carrier] = Err(error.clone());
+                    continue;
+                }
+                let reference = batch[group.carrier].envelope.id.to_string();
+                let result = self
+                    .sync_row(*stock_id, row, group, fresh, &reference, &mut effects)
+                    .await;
+                if let Err(error @ HandlerError::Transient(_)) = &result {
+                    outage = Some(error.clone());
+                }
+                pushed.push(group.carrier);
+                results[group.carrier] = result;
+            }
+        }
+        for index in commands {
+            results[index] = match &outage {
+                Some(error) => Err(error.clone()),
+                None => {
+                    let result = self.command(&batch[index].envelope).await;
+                    if let Err(error @ HandlerError::Transient(_)) = &result {
+                        outage = Some(error.clone());
+                    }
+                    result
+                }
+            };
+        }
+        if let Err(error) = self.commit(effects).await {
+            // The calls went out but are not recorded: retry them (pushes are absolute).
+            for index in pushed {
+                if results[index].is_ok() {
+                    results[index] = Err(error.clone());
+                }
+            }
+        }
+        results
+    }
+}
+
+/// A row's levels unchanged, with a note: api_sync and reconciliation rows
+/// record what the marketplace was shown, not a stock movement.
+fn unchanged(
+    levels: StockLevels,
+    change_type: ChangeType,
+    quantity: i32,
+    note: String,
+) -> LevelChange {
+    LevelChange {
+        change_type,
+        before: levels,
+        after: levels,
+        quantity,
+        note: Some(note),
+    }
+}
+
+/// A marketplace failure as the consumer loop's retry or dead-letter decision.
+fn handler_error(error: MarketplaceError) -> HandlerError {
+    if error.is_transient() {
+        HandlerError::Transient(error.to_string())
+    } else {
+        HandlerError::Permanent(error.to_string())
+    }
+}

@@ -1,0 +1,242 @@
+//! The publisher against the simulator and the real services: buffered
+//! quantities, coalescing, unknown stock, the freshness guard (design §2, §4,
+//! §7 invariant 5).
+
+use serde_json::json;
+use stockfleet::bus::QueueSpec;
+use stockfleet::ledger::Role;
+use stockfleet_tests::*;
+
+const BM: &str = "backmarket";
+
+async fn history(env: &TestEnv, change_type: &str) -> Vec<(i32, Option<String>)> {
+    sqlx::query_as(
+        "SELECT quantity_change, notes FROM marketplace_stock_history
+         WHERE change_type = $1 ORDER BY id",
+    )
+    .bind(change_type)
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pushes_buffered_available_once_and_records_it() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sim.listing(BM, "IPH12", 0).await;
+    env.orders_polled(BM).await;
+    let publisher = env.start_publisher(&sim).await;
+
+    env.set_stock("IPH12", 10).await;
+    eventually("9 shown", || async {
+        sim.quantity(BM, "IPH12").await == Some(9)
+    })
+    .await;
+    eventually("the push recorded", || async {
+        env.in_sync(&sim, BM).await
+    })
+    .await;
+    assert_eq!(
+        history(&env, "api_sync").await,
+        vec![(9, Some("pushed 9 to backmarket (was nothing)".into()))]
+    );
+
+    // A change that leaves the buffered quantity alone costs no call:
+    // 11 available still shows floor(11 × 0.9) = 9.
+    env.set_stock("IPH12", 11).await;
+    env.wait_settled(&env.queue(&QueueSpec::publisher(BM)), 2)
+        .await;
+    assert_eq!(sim.pushes(BM).await, vec![("IPH12".to_owned(), 9)]);
+
+    // A decrease goes even without a fresh poll.
+    sqlx::query("DELETE FROM sync_runs")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    env.set_stock("IPH12", 5).await;
+    eventually("4 shown", || async {
+        sim.quantity(BM, "IPH12").await == Some(4)
+    })
+    .await;
+    eventually("in sync", || async { env.in_sync(&sim, BM).await }).await;
+    assert!(env.validate().await.is_clean());
+    publisher.stop().await;
+}
+
+#[tokio::test]
+async fn a_row_of_unknown_stock_is_never_pushed() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sim.listing(BM, "NEVER-COUNTED", 7).await;
+    env.orders_polled(BM).await;
+    let locker = env.start(Role::Locker).await;
+    let publisher = env.start_publisher(&sim).await;
+
+    // An order creates the row (stock unknown) and announces it.
+    sqlx::query("INSERT INTO variations (sku) VALUES ('NEVER-COUNTED')")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    env.publish(&[created("O-1", "NEVER-COUNTED", 1)]).await;
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    env.wait_settled(&queue, 1).await;
+    // A counted row announced afterwards is pushed: the publisher went past the other.
+    sim.listing(BM, "COUNTED", 0).await;
+    env.set_stock("COUNTED", 3).await;
+    eventually("the counted row is pushed", || async {
+        sim.quantity(BM, "COUNTED").await == Some(2)
+    })
+    .await;
+    assert_eq!(sim.quantity(BM, "NEVER-COUNTED").await, Some(7));
+    assert!(
+        sim.pushes(BM)
+            .await
+            .iter()
+            .all(|(sku, _)| sku != "NEVER-COUNTED")
+    );
+    locker.stop().await;
+    publisher.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_10000_changes_on_500_rows_costs_few_calls_and_ends_in_sync() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    // Fast limits so the test is quick; the benchmark measures the real ones.
+    env.set_rate_limit(BM, 100, 1).await;
+    sim.rate_limits(
+        BM,
+        json!({"requests": 1000, "window_ms": 1000}),
+        json!({"requests": 100, "window_ms": 1000}),
+    )
+    .await;
+    let skus: Vec<String> = (0..500).map(|n| format!("BURST-{n:03}")).collect();
+    for sku in &skus {
+        sim.listing(BM, sku, 0).await;
+        env.set_stock(sku, 100).await;
+    }
+    env.orders_polled(BM).await;
+    let publisher = env.start_publisher(&sim).await;
+    eventually("first sync of 500 rows", || async {
+        env.in_sync(&sim, BM).await
+    })
+    .await;
+    let before = sim.pushes(BM).await.len();
+    assert_eq!(before, 500);
+
+    // 10,000 orders of one unit, 20 per row, through the locker: 10,000
+    // stock.changed messages, all decreases.
+    let locker = env.start(Role::Locker).await;
+    let events: Vec<_> = (0..10_000)
+        .map(|n| created(&format!("B{n}"), &skus[n % 500], 1))
+        .collect();
+    for chunk in events.chunks(1000) {
+        env.publish(chunk).await;
+    }
+    eventually("every order locked", || async {
+        env.levels(&skus[0]).await.1 == 20
+            && sqlx::query_scalar::<_, i64>("SELECT count(*) FROM marketplace_stock_locks")
+                .fetch_one(&env.db)
+                .await
+                .unwrap()
+                == 10_000
+    })
+    .await;
+    eventually("every row in sync (invariant 5)", || async {
+        env.in_sync(&sim, BM).await
+    })
+    .await;
+    let calls = sim.pushes(BM).await.len() - before;
+    println!("10,000 changes on 500 rows: {calls} quantity calls");
+    assert!(
+        calls <= 2_500,
+        "{calls} quantity calls for 10,000 changes: coalescing should save at least 75%"
+    );
+    for sku in &skus {
+        assert_eq!(sim.quantity(BM, sku).await, Some(72)); // floor(80 × 0.9)
+    }
+    assert_eq!(sim.violations(BM).await, 0);
+    locker.stop().await;
+    publisher.stop().await;
+}
+
+#[tokio::test]
+async fn an_increase_waits_for_a_fresh_orders_poll_so_an_unpolled_order_is_not_oversold() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sim.listing(BM, "HOT", 0).await;
+    env.orders_polled(BM).await;
+    let locker = env.start(Role::Locker).await;
+    let publisher = env.start_publisher(&sim).await;
+    env.set_stock("HOT", 10).await;
+    eventually("9 shown", || async {
+        sim.quantity(BM, "HOT").await == Some(9)
+    })
+    .await;
+
+    // The poll goes stale; a buyer orders 2 on the marketplace, which shows 7.
+    sqlx::query("UPDATE sync_runs SET started_at = now() - interval '1 hour'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let order = sim.order(BM, "HOT", 2).await;
+    assert_eq!(sim.quantity(BM, "HOT").await, Some(7));
+    let poller_queue = env.queue(&QueueSpec::poller());
+    let poll_requests = env.depth(&poller_queue).await;
+
+    // A top-up of 5: our table says 15 available (13 shown), but only 13 can
+    // be sold, of which 11 may be shown. Pushing 13 would oversell.
+    stockfleet::admin::stock::correct(
+        &env.db,
+        "HOT",
+        BM,
+        stockfleet::admin::stock::Correction::Adjust(5),
+        "test",
+        "top-up",
+    )
+    .await
+    .unwrap();
+    eventually("the publisher asks the poller for a poll", || async {
+        env.depth(&poller_queue).await > poll_requests
+    })
+    .await;
+    // The increase keeps coming back (deferred) and is never pushed.
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    let settled = env.settled(&queue);
+    env.wait_settled(&queue, settled + 5).await;
+    assert_eq!(sim.quantity(BM, "HOT").await, Some(7));
+    let dlq = env
+        .bus
+        .topology
+        .dead_letter_queue(&QueueSpec::publisher(BM));
+    assert_eq!(env.depth(&dlq).await, 0);
+
+    // The poll: the order reaches the locker, then the run is recorded.
+    let order_id = order["id"].to_string();
+    let item_id = format!("{order_id}-1");
+    env.publish(&[order_event(
+        stockfleet::events::ORDER_CREATED,
+        &order_id,
+        &item_id,
+        "HOT",
+        2,
+        stockfleet::domain::OrderStatus::Pending,
+    )])
+    .await;
+    eventually("locked", || async {
+        env.levels("HOT").await == (15, 2, 13)
+    })
+    .await;
+    assert!(sim.quantity(BM, "HOT").await.unwrap() <= 11);
+    env.orders_polled(BM).await;
+    eventually("the increase goes after the poll", || async {
+        sim.quantity(BM, "HOT").await == Some(11)
+    })
+    .await;
+    eventually("in sync", || async { env.in_sync(&sim, BM).await }).await;
+    let pushed: Vec<i64> = sim.pushes(BM).await.into_iter().map(|(_, q)| q).collect();
+    assert_eq!(pushed, vec![9, 11], "never more than could be sold");
+    locker.stop().await;
+    publisher.stop().await;
+}

@@ -1,0 +1,233 @@
+//! The publisher when marketplaces fail or throttle: retries, dead letters,
+//! replay, and the rate limit with one and several publisher processes.
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+use stockfleet::admin::dlq::{self, Filter};
+use stockfleet::bus::QueueSpec;
+use stockfleet_tests::*;
+
+const BM: &str = "backmarket";
+const RF: &str = "refurbed";
+
+fn marketplaces() -> Vec<String> {
+    ["backmarket", "refurbed", "woocommerce"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Every queue of a marketplace's publisher (work, retries, dead letters) is empty.
+async fn drained(env: &TestEnv, marketplace: &str) -> bool {
+    for queue in env
+        .bus
+        .topology
+        .queue_names(&QueueSpec::publisher(marketplace))
+    {
+        if env.depth(&queue).await > 0 {
+            return false;
+        }
+    }
+    true
+}
+
+async fn answered(sim: &Sim, marketplace: &str, status: u64) -> usize {
+    let requests = sim
+        .get(&format!("/requests?marketplace={marketplace}"))
+        .await;
+    requests
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|r| r["status"] == status).count())
+}
+
+#[tokio::test]
+async fn an_unknown_listing_is_dead_lettered_with_its_reason_and_replayed_once_it_exists() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.orders_polled(BM).await;
+    let publisher = env.start_publisher(&sim).await;
+    env.set_stock("GHOST", 5).await;
+
+    let filter = Filter {
+        queue: Some(QueueSpec::publisher(BM).name),
+        ..Filter::default()
+    };
+    let dlq_name = env
+        .bus
+        .topology
+        .dead_letter_queue(&QueueSpec::publisher(BM));
+    eventually("dead-lettered", || async {
+        env.depth(&dlq_name).await == 1
+    })
+    .await;
+    let letters = dlq::list(&env.bus, &marketplaces(), &filter).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].error_kind, "permanent");
+    assert!(letters[0].error.contains("404"), "{}", letters[0].error);
+    assert_eq!(letters[0].routing_key, "stock.changed.backmarket");
+    // Listing leaves it in place (handed back to the queue); a dry run moves nothing.
+    let back = || async { env.depth(&dlq_name).await == 1 };
+    eventually("handed back after the listing", back).await;
+    let dry = dlq::replay(&env.bus, &marketplaces(), &filter, true)
+        .await
+        .unwrap();
+    assert_eq!(dry.len(), 1);
+    eventually("handed back after the dry run", back).await;
+
+    sim.listing(BM, "GHOST", 0).await;
+    let moved = dlq::replay(&env.bus, &marketplaces(), &filter, false)
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    eventually("delivered after the replay", || async {
+        sim.quantity(BM, "GHOST").await == Some(4)
+    })
+    .await;
+    eventually("in sync", || async { env.in_sync(&sim, BM).await }).await;
+    assert_eq!(env.depth(&dlq_name).await, 0);
+    publisher.stop().await;
+}
+
+#[tokio::test]
+async fn every_update_arrives_after_a_429_storm_5xx_timeouts_and_a_minute_down() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    let skus: Vec<String> = (0..20).map(|n| format!("F-{n:02}")).collect();
+    for sku in &skus {
+        sim.listing(RF, sku, 0).await;
+    }
+    env.orders_polled(RF).await;
+    sqlx::query("UPDATE marketplaces SET increase_freshness_seconds = 3600")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let mut settings = env.settings.clone();
+    // Enough attempts to outlast a minute down (production: MAX_ATTEMPTS 6
+    // with delays up to 10 minutes covers about 13 minutes).
+    settings.consumer.max_attempts = 30;
+    settings.consumer.retry_delays_ms = vec![200, 1000, 2000];
+    let publisher = env
+        .start_publisher_with(settings, &sim, Duration::from_secs(3600))
+        .await;
+    let mut round = 0;
+    let mut change_all = || {
+        round += 1;
+        let listed = 10 + round;
+        let (env, skus) = (&env, &skus);
+        async move {
+            for sku in skus {
+                env.set_stock_on(RF, sku, listed).await;
+            }
+        }
+    };
+
+    sim.faults(RF, json!({"rate_limit_storm_secs": 1})).await;
+    change_all().await;
+    eventually("429s answered", || async {
+        answered(&sim, RF, 429).await >= 3
+    })
+    .await;
+
+    sim.faults(RF, json!({"error_rate": 0.3})).await;
+    change_all().await;
+    eventually("500s answered", || async {
+        answered(&sim, RF, 500).await >= 3
+    })
+    .await;
+
+    // Requests hang past the client's 2 s timeout.
+    sim.faults(RF, json!({"timeout_ms": 3000})).await;
+    change_all().await;
+    eventually("timeouts", || async {
+        answered(&sim, RF, 504).await + answered(&sim, RF, 0).await >= 2
+    })
+    .await;
+
+    sim.faults(RF, json!({"down": true})).await;
+    change_all().await;
+    let down = Instant::now();
+    eventually("503s answered", || async {
+        answered(&sim, RF, 503).await >= 3
+    })
+    .await;
+    // The outage itself: a minute, whatever the publisher does meanwhile.
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(down.elapsed())).await;
+    sim.clear_faults(RF).await;
+
+    eventually("every update arrived", || async {
+        env.in_sync(&sim, RF).await
+    })
+    .await;
+    eventually("nothing left in any queue", || async {
+        drained(&env, RF).await
+    })
+    .await;
+    for sku in &skus {
+        assert_eq!(sim.quantity(RF, sku).await, Some(12)); // floor(14 × 0.9)
+    }
+    publisher.stop().await;
+}
+
+/// Pushes a marketplace at its limit with `processes` publishers; returns pushes/s.
+async fn at_the_limit(processes: usize) -> f64 {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    // Back Market's listing limit, scaled to 20 requests per 2 s to keep the test short.
+    env.set_rate_limit(BM, 20, 2).await;
+    sim.rate_limits(
+        BM,
+        json!({"requests": 200, "window_ms": 10000}),
+        json!({"requests": 20, "window_ms": 2000}),
+    )
+    .await;
+    let skus: Vec<String> = (0..40).map(|n| format!("R-{n:02}")).collect();
+    for sku in &skus {
+        sim.listing(BM, sku, 0).await;
+        env.set_stock(sku, 10).await;
+    }
+    env.orders_polled(BM).await;
+    let mut publishers: Vec<_> = (0..processes)
+        .map(|_| env.spawn("stockfleet-publisher"))
+        .collect();
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    eventually("publishers consuming", || async {
+        env.consumers(&queue).await >= 2 * processes as u32
+    })
+    .await;
+    eventually("every row pushed", || async { env.in_sync(&sim, BM).await }).await;
+    assert_eq!(
+        sim.violations(BM).await,
+        0,
+        "the simulator's limit was exceeded"
+    );
+    // 40 SKU lookups + 40 writes, all counted by the listing limit: the rate
+    // is measured where the marketplace sees it, from first to last arrival.
+    let requests = sim.get("/requests?marketplace=backmarket").await;
+    let times: Vec<chrono::DateTime<chrono::Utc>> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 80);
+    let span = (times[times.len() - 1] - times[0]).as_seconds_f64();
+    for publisher in &mut publishers {
+        publisher.start_kill().ok();
+        publisher.wait().await.ok();
+    }
+    (times.len() - 1) as f64 / span
+}
+
+#[tokio::test]
+async fn one_publisher_never_exceeds_the_rate_limit() {
+    let rate = at_the_limit(1).await;
+    println!("1 publisher: {rate:.1} requests/s at a limit of 10/s");
+    assert!(rate <= 10.0, "{rate}");
+}
+
+#[tokio::test]
+async fn three_publishers_never_exceed_the_rate_limit_together() {
+    let rate = at_the_limit(3).await;
+    println!("3 publishers: {rate:.1} requests/s at a limit of 10/s");
+    assert!(rate <= 10.0, "{rate}");
+}
