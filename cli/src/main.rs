@@ -1,6 +1,7 @@
 //! `stockfleet`: the operator's command line. One module per command family.
 
 mod dlq;
+mod marketplace;
 mod queues;
 mod stock;
 mod sync;
@@ -32,6 +33,9 @@ enum Command {
     Validate(validate::Args),
     /// Run order syncs now (or ask the running pollers with --via-fleet).
     Sync(sync::Args),
+    /// List and configure marketplaces.
+    #[command(subcommand)]
+    Marketplace(marketplace::Command),
     /// Show and correct stock.
     #[command(subcommand)]
     Stock(stock::Command),
@@ -70,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&settings, args).await,
         Command::Stock(command) => stock::run(&settings, command).await,
         Command::Sync(args) => sync::run(&settings, args).await,
+        Command::Marketplace(command) => marketplace::run(&settings, command).await,
         Command::Queues(args) => queues::run(&settings, args).await,
         Command::Dlq(command) => dlq::run(&settings, command).await,
         Command::Up(args) => up::run(&settings, args).await,

@@ -86,8 +86,11 @@ async fn run_slot(
         enqueued: 0,
         unknown_stock: 0,
     };
-    // Session-level lock: held on this connection until unlocked below.
+    // Session-level lock: held on this connection until unlocked below. The
+    // connection is closed rather than pooled when dropped, so a run cancelled
+    // mid-way cannot leave the lock behind on a pooled connection.
     let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
         .bind(LOCK_NAMESPACE)
         .bind(marketplace_id)

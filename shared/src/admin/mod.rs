@@ -2,6 +2,7 @@
 //! repairs, manual stock corrections.
 
 pub mod dlq;
+pub mod marketplaces;
 pub mod queues;
 pub mod stock;
 pub mod validate;

@@ -1,0 +1,98 @@
+//! `stockfleet marketplace list|set`.
+
+use anyhow::{Context, bail};
+use std::process::ExitCode;
+use stockfleet::admin::marketplaces::{self, MarketplaceChange, MarketplaceView};
+use stockfleet::config::Settings;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Every marketplace: where it is, its schedule, limit and buffer default.
+    List,
+    /// Change a marketplace (only the options given).
+    Set {
+        code: String,
+        /// API base URL, e.g. https://www.backmarket.fr or the simulator's.
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Seconds between new/modified order polls.
+        #[arg(long)]
+        poll_seconds: Option<i32>,
+        /// Minutes past each reconciliation cycle, to stagger marketplaces.
+        #[arg(long)]
+        offset_minutes: Option<i32>,
+        /// The publisher's limit, as REQUESTS/SECONDS (e.g. 20/10).
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// Default safety buffer of the marketplace's rows, in percent.
+        #[arg(long)]
+        buffer_percentage: Option<f64>,
+    },
+}
+
+pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
+    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let rows = match command {
+        Command::List => marketplaces::list(&pool).await?,
+        Command::Set {
+            code,
+            base_url,
+            enabled,
+            poll_seconds,
+            offset_minutes,
+            rate_limit,
+            buffer_percentage,
+        } => {
+            let change = MarketplaceChange {
+                base_url,
+                sync_enabled: enabled,
+                order_poll_interval_seconds: poll_seconds,
+                sync_offset_minutes: offset_minutes,
+                rate_limit: rate_limit.as_deref().map(parse_rate).transpose()?,
+                default_buffer_percentage: buffer_percentage,
+            };
+            match marketplaces::set(&pool, &code, &change)
+                .await
+                .with_context(|| format!("changing marketplace {code}"))?
+            {
+                Some(row) => vec![row],
+                None => {
+                    bail!("unknown marketplace {code:?}; `stockfleet marketplace list` shows them")
+                }
+            }
+        }
+    };
+    print(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_rate(text: &str) -> anyhow::Result<(i32, i32)> {
+    let (requests, seconds) = text
+        .split_once('/')
+        .with_context(|| format!("rate limit {text:?}: write REQUESTS/SECONDS, e.g. 20/10"))?;
+    Ok((requests.trim().parse()?, seconds.trim().parse()?))
+}
+
+fn print(rows: &[MarketplaceView]) {
+    println!(
+        "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>7}  base URL (credential from)",
+        "id", "code", "kind", "syncing", "poll s", "recon h+m", "limit", "buffer"
+    );
+    for m in rows {
+        println!(
+            "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>6}%  {} (${})",
+            m.id,
+            m.code,
+            m.kind,
+            if m.sync_enabled { "yes" } else { "no" },
+            m.order_poll_interval_seconds,
+            format!("{}h+{}m", m.sync_interval_hours, m.sync_offset_minutes),
+            format!("{}/{}s", m.rate_limit_requests, m.rate_limit_window_seconds),
+            m.default_buffer_percentage,
+            m.base_url,
+            m.credential_env
+        );
+    }
+}

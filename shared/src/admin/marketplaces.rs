@@ -1,0 +1,81 @@
+//! `stockfleet marketplace list|set`: the marketplaces table without SQL.
+
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct MarketplaceView {
+    pub id: i32,
+    pub code: String,
+    pub kind: String,
+    pub base_url: String,
+    pub credential_env: String,
+    pub sync_enabled: bool,
+    pub order_poll_interval_seconds: i32,
+    pub sync_interval_hours: i32,
+    pub sync_offset_minutes: i32,
+    pub rate_limit_requests: i32,
+    pub rate_limit_window_seconds: i32,
+    pub default_buffer_percentage: f64,
+}
+
+/// Changes to one marketplace; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct MarketplaceChange {
+    pub base_url: Option<String>,
+    pub sync_enabled: Option<bool>,
+    pub order_poll_interval_seconds: Option<i32>,
+    pub sync_offset_minutes: Option<i32>,
+    pub rate_limit: Option<(i32, i32)>,
+    pub default_buffer_percentage: Option<f64>,
+}
+
+const SELECT: &str = "SELECT id, code, kind, base_url, credential_env, sync_enabled,
+        order_poll_interval_seconds, sync_interval_hours, sync_offset_minutes,
+        rate_limit_requests, rate_limit_window_seconds,
+        default_buffer_percentage::float8 AS default_buffer_percentage
+    FROM marketplaces";
+
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceView>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY id")))
+        .fetch_all(pool)
+        .await
+}
+
+/// Applies `change` to the marketplace with this code; `None` when unknown.
+/// The table's CHECK constraints reject out-of-range values.
+pub async fn set(
+    pool: &PgPool,
+    code: &str,
+    change: &MarketplaceChange,
+) -> sqlx::Result<Option<MarketplaceView>> {
+    let updated = sqlx::query(
+        "UPDATE marketplaces SET
+             base_url = COALESCE($2, base_url),
+             sync_enabled = COALESCE($3, sync_enabled),
+             order_poll_interval_seconds = COALESCE($4, order_poll_interval_seconds),
+             sync_offset_minutes = COALESCE($5, sync_offset_minutes),
+             rate_limit_requests = COALESCE($6, rate_limit_requests),
+             rate_limit_window_seconds = COALESCE($7, rate_limit_window_seconds),
+             default_buffer_percentage = COALESCE($8::float8::numeric, default_buffer_percentage),
+             updated_at = now()
+         WHERE code = $1",
+    )
+    .bind(code)
+    .bind(&change.base_url)
+    .bind(change.sync_enabled)
+    .bind(change.order_poll_interval_seconds)
+    .bind(change.sync_offset_minutes)
+    .bind(change.rate_limit.map(|(requests, _)| requests))
+    .bind(change.rate_limit.map(|(_, window)| window))
+    .bind(change.default_buffer_percentage)
+    .execute(pool)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE code = $1")))
+        .bind(code)
+        .fetch_optional(pool)
+        .await
+}
