@@ -284,33 +284,11 @@ impl TestEnv {
 
     /// Ready messages in a queue.
     pub async fn depth(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare")
-            .message_count()
+        passive_declare(&self.channel, queue).await.message_count()
     }
 
     pub async fn consumers(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare")
-            .consumer_count()
+        passive_declare(&self.channel, queue).await.consumer_count()
     }
 
     pub async fn validate(&self) -> stockfleet::admin::validate::Report {
@@ -419,17 +397,8 @@ pub struct Observer {
 
 impl Observer {
     pub async fn count(&self) -> u32 {
-        self.channel
-            .queue_declare(
-                self.name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        passive_declare(&self.channel, &self.name)
             .await
-            .expect("observer depth")
             .message_count()
     }
 
@@ -533,4 +502,19 @@ pub fn changed(order: &str, sku: &str, quantity: i64, status: OrderStatus) -> En
 
 pub fn header(headers: &FieldTable, key: &str) -> Option<String> {
     headers::get_str(headers, key)
+}
+
+/// A queue's counts, as the broker reports them to a passive declare.
+async fn passive_declare(channel: &Channel, queue: &str) -> lapin::Queue {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare")
 }
