@@ -25,13 +25,12 @@ pub async fn serve(
     bus: Arc<Bus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
+    // Installed before any work starts: counts made before the recorder exists are lost.
+    let recorder = crate::telemetry::metrics();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route(
-            "/metrics",
-            get(|| async { crate::telemetry::metrics().render() }),
-        )
+        .route("/metrics", get(move || async move { recorder.render() }))
         .with_state(Probes { db, bus });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

@@ -24,7 +24,8 @@ pub fn init_logging() {
     drop(result);
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use: call it before
+/// the first metric is recorded (health::serve does), or that metric is dropped.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {

@@ -228,7 +228,12 @@ async fn health_readiness_and_metrics_are_served() {
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
 
+    // Handled before /metrics is first asked: the count must not depend on that.
     env.publish(&[created("M1", "HEALTHY", 1)]).await;
+    eventually("the order is locked", || async {
+        env.levels("HEALTHY").await.1 == 1
+    })
+    .await;
     eventually("the locker counts what it handled", || async {
         let metrics = http
             .get(format!("{base}/metrics"))
