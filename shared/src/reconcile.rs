@@ -67,6 +67,13 @@ pub async fn run(
     run_slot(pool, marketplace, force, trigger, None).await
 }
 
+/// One reconciliation, in its own trace: the pushes it causes are its children.
+#[tracing::instrument(name = "sync", skip_all, fields(
+    otel.name = format!("sync {marketplace} stock"),
+    marketplace,
+    sync_type = "stock",
+    trace_id = tracing::field::Empty,
+))]
 async fn run_slot(
     pool: &PgPool,
     marketplace: &str,
@@ -74,6 +81,7 @@ async fn run_slot(
     trigger: Trigger,
     slot: Option<DateTime<Utc>>,
 ) -> Result<Summary, ReconcileError> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     let marketplace_id: i32 = sqlx::query_scalar("SELECT id FROM marketplaces WHERE code = $1")
         .bind(marketplace)
         .fetch_optional(pool)

@@ -109,7 +109,7 @@ where
     F: FnOnce(Worker) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    crate::telemetry::init_logging();
+    let telemetry = crate::telemetry::init(&format!("stockfleet-{name}"));
     let args = <WorkerArgs as clap::Parser>::parse();
     let health = args
         .health_addr
@@ -120,6 +120,8 @@ where
         let worker = Worker::start(name, args.settings, Some(health), shutdown).await?;
         body(worker).await
     });
+    drop(runtime);
+    drop(telemetry); // flushes the spans not yet exported
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -103,13 +103,28 @@ impl TestEnv {
     }
 
     pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>) {
+        self.publish_with_headers(routing_key, body, FieldTable::default())
+            .await;
+    }
+
+    /// Publishes an envelope as a traced sender does: `traceparent` names its span.
+    pub async fn publish_traced(&self, envelope: &Envelope, traceparent: &str) {
+        let mut headers = FieldTable::default();
+        headers::set_str(&mut headers, headers::TRACEPARENT, traceparent);
+        self.publish_with_headers(&envelope.event_routing_key(), envelope.to_bytes(), headers)
+            .await;
+    }
+
+    async fn publish_with_headers(&self, routing_key: &str, body: Vec<u8>, headers: FieldTable) {
         self.channel
             .basic_publish(
                 self.bus.topology.exchange(Exchange::Events).into(),
                 routing_key.into(),
                 BasicPublishOptions::default(),
                 &body,
-                BasicProperties::default().with_delivery_mode(2),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
             )
             .await
             .expect("publish")
@@ -152,7 +167,8 @@ impl TestEnv {
             .expect("run the CLI")
     }
 
-    fn command(&self, binary: &str) -> tokio::process::Command {
+    /// A worker or CLI command of this workspace with this test's settings.
+    pub fn command(&self, binary: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(binary_path(binary));
         command
             .env("DATABASE_URL", &self.settings.database_url)
@@ -396,6 +412,10 @@ pub struct Observer {
 }
 
 impl Observer {
+    pub fn queue(&self) -> &str {
+        &self.name
+    }
+
     pub async fn count(&self) -> u32 {
         passive_declare(&self.channel, &self.name)
             .await

@@ -2,7 +2,8 @@
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use stockfleet::bus::QueueSpec;
+use std::sync::{Arc, Mutex};
+use stockfleet::bus::{Envelope, QueueSpec};
 use stockfleet::domain::OrderStatus::{Cancelled, Shipped};
 use stockfleet_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -251,4 +252,81 @@ async fn health_readiness_and_metrics_are_served() {
     })
     .await;
     terminate(locker).await;
+}
+
+/// A stand-in OTLP/HTTP collector (JSON encoding): keeps every span it receives.
+async fn otlp_collector() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let received = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(
+            move |axum::Json(export): axum::Json<serde_json::Value>| async move {
+                let batch = export["resourceSpans"].as_array().into_iter().flatten();
+                let batch = batch.flat_map(|r| r["scopeSpans"].as_array().into_iter().flatten());
+                let batch = batch.flat_map(|s| s["spans"].as_array().into_iter().flatten());
+                received.lock().unwrap().extend(batch.cloned());
+                axum::Json(serde_json::json!({}))
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (endpoint, spans)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_is_handled_in_a_child_span_of_its_sender_exported_over_otlp() {
+    let env = TestEnv::new().await;
+    env.set_stock("TRACED", 5).await;
+    let (endpoint, spans) = otlp_collector().await;
+    let emitted = env.observe("stock.changed.#").await;
+    let locker = env
+        .command("stockfleet-locker")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sender = "00f067aa0ba902b7";
+    env.publish_traced(
+        &created("T1", "TRACED", 1),
+        &format!("00-{trace}-{sender}-01"),
+    )
+    .await;
+    // The top-up above is announced too (by the locker's outbox relay): two events.
+    eventually("the top-up's and the lock's stock.changed", || async {
+        emitted.count().await == 2
+    })
+    .await;
+    let traceparent = env
+        .drain(emitted.queue())
+        .await
+        .into_iter()
+        .find_map(|(headers, body)| {
+            let event: stockfleet::events::StockChanged =
+                Envelope::decode(&body).unwrap().payload().unwrap();
+            (event.change_type == "lock").then(|| header(&headers, "traceparent"))
+        })
+        .flatten()
+        .expect("the lock's stock.changed carries a traceparent");
+    let ids: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(
+        ids[1], trace,
+        "what the locker emits continues the sender's trace"
+    );
+    let locker_span = ids[2];
+    assert_ne!(locker_span, sender, "and names the locker's own span");
+
+    // SIGTERM flushes the spans not yet exported.
+    terminate(locker).await;
+    let spans = spans.lock().unwrap().clone();
+    let exported = spans
+        .iter()
+        .find(|span| span["spanId"] == locker_span)
+        .unwrap_or_else(|| panic!("the locker's span {locker_span} was not exported: {spans:?}"));
+    assert_eq!(exported["traceId"], trace);
+    assert_eq!(exported["parentSpanId"], sender);
 }

@@ -164,14 +164,37 @@ impl<H: Handler> ConsumerLoop<H> {
         let mut outcomes: Vec<Option<Result<(), HandlerError>>> = vec![None; batch.len()];
         let mut decoded = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
+        // One span per message, open until the batch is settled; what a
+        // message causes carries its span as `traceparent`.
+        let spans: Vec<tracing::Span> = batch
+            .iter()
+            .map(|delivery| {
+                let properties = &delivery.properties;
+                crate::telemetry::message_span(
+                    queue,
+                    properties
+                        .message_id()
+                        .as_ref()
+                        .map_or("", |id| id.as_str()),
+                    properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| headers::get_str(h, TRACEPARENT))
+                        .as_deref(),
+                )
+            })
+            .collect();
         for (position, delivery) in batch.iter().enumerate() {
             match Envelope::decode(&delivery.data) {
                 Ok(envelope) => {
-                    let traceparent = delivery
-                        .properties
-                        .headers()
-                        .as_ref()
-                        .and_then(|h| headers::get_str(h, TRACEPARENT));
+                    let traceparent =
+                        crate::telemetry::traceparent_of(&spans[position]).or_else(|| {
+                            delivery
+                                .properties
+                                .headers()
+                                .as_ref()
+                                .and_then(|h| headers::get_str(h, TRACEPARENT))
+                        });
                     decoded.push(Incoming {
                         envelope,
                         traceparent,
@@ -191,7 +214,8 @@ impl<H: Handler> ConsumerLoop<H> {
         }
 
         let mut failures = Vec::new();
-        for (delivery, outcome) in batch.iter().zip(outcomes) {
+        for ((delivery, outcome), span) in batch.iter().zip(outcomes).zip(&spans) {
+            let _entered = span.enter();
             let outcome = outcome.unwrap_or_else(|| {
                 Err(HandlerError::Permanent("handler returned no result".into()))
             });

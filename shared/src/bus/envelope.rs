@@ -60,17 +60,6 @@ impl Envelope {
     }
 }
 
-/// A W3C `traceparent`, continuing `parent`'s trace when there is one.
-pub fn traceparent(parent: Option<&str>) -> String {
-    let trace_id = parent
-        .and_then(|p| p.split('-').nth(1))
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-    let span_id = &Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace_id}-{span_id}-01")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,16 +82,5 @@ mod tests {
             Envelope::decode(b"{not json"),
             Err(EnvelopeError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn traceparent_continues_the_parent_trace() {
-        let root = traceparent(None);
-        let parts: Vec<&str> = root.split('-').collect();
-        assert_eq!(parts.len(), 4);
-        assert_eq!(parts[1].len(), 32);
-        let child = traceparent(Some(&root));
-        assert_eq!(child.split('-').nth(1), Some(parts[1]));
-        assert_ne!(child, root);
     }
 }

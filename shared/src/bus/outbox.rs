@@ -32,7 +32,7 @@ impl OutboxMessage {
             exchange: Exchange::Events,
             routing_key: envelope.event_routing_key(),
             envelope,
-            traceparent: super::envelope::traceparent(parent),
+            traceparent: crate::telemetry::traceparent(parent),
         }
     }
 
@@ -42,7 +42,7 @@ impl OutboxMessage {
             exchange: Exchange::Commands,
             routing_key,
             envelope,
-            traceparent: super::envelope::traceparent(parent),
+            traceparent: crate::telemetry::traceparent(parent),
         }
     }
 }

@@ -136,6 +136,12 @@ const FIRST_LOOKBACK: Span = Span::days(1);
 
 /// Runs one sync of `sync_type` on `marketplace` if no other run of it is in
 /// progress anywhere. `progress` sees the summary after each page.
+#[tracing::instrument(name = "sync", skip_all, fields(
+    otel.name = format!("sync {} {}", marketplace.code, sync_type.as_str()),
+    marketplace = %marketplace.code,
+    sync_type = sync_type.as_str(),
+    trace_id = tracing::field::Empty,
+))]
 pub async fn run(
     pool: &PgPool,
     marketplace: &MarketplaceRow,
@@ -144,6 +150,7 @@ pub async fn run(
     options: &RunOptions,
     progress: &(dyn Fn(&RunSummary) + Sync),
 ) -> anyhow::Result<RunOutcome> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
     // The transaction-scoped advisory lock is the run's exclusivity: it dies
     // with the transaction, so a crashed or killed run leaves no lock behind.
     let mut guard = pool.begin().await?;
