@@ -77,6 +77,8 @@ pub struct Options {
     pub configure: Configure,
     /// The length of one hour of the reconciliation schedule (1 h; shorter for demos and tests).
     pub schedule_hour: Duration,
+    /// How often the marketplaces table is re-read (`MARKETPLACE_REFRESH_SECONDS`, 30 s).
+    pub refresh: Duration,
 }
 
 impl Default for Options {
@@ -84,49 +86,185 @@ impl Default for Options {
         Self {
             configure: Arc::new(directory::adapter_config),
             schedule_hour: Duration::from_secs(3600),
+            refresh: Duration::from_secs(30),
         }
     }
 }
 
 /// Runs the publisher on a started worker until shutdown: one consumer per
-/// marketplace queue, plus the reconciliation schedule.
+/// marketplace queue, plus the reconciliation schedule. The marketplaces
+/// table is re-read every `options.refresh`: a marketplace added is served,
+/// one whose address, credential or rate limit changed gets a new consumer, one removed
+/// is no longer served, all without a restart.
 pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Result<()> {
-    let mut consumers = tokio::task::JoinSet::new();
-    for row in directory::load_all(&worker.db).await? {
-        let config = match (options.configure)(&row) {
-            Ok(config) => config,
-            Err(error) => {
-                // Its queue keeps the messages until a publisher that can reach it runs.
-                tracing::error!(marketplace = %row.code, %error, "not publishing to this marketplace");
-                continue;
-            }
-        };
-        let handler = PublisherHandler::new(worker.db.clone(), row, config)?;
-        consumers.spawn(bus::consumer::run(
-            worker.bus.clone(),
-            QueueSpec::publisher(&handler.marketplace.code),
-            worker.settings.consumer.clone(),
-            Arc::new(handler),
-            worker.shutdown.clone(),
-        ));
-    }
     let schedule = tokio::spawn(crate::reconcile::schedule(
         worker.db.clone(),
         options.schedule_hour,
         worker.shutdown.clone(),
     ));
+    let mut consumers = Consumers::default();
+    let mut refresh = tokio::time::interval(options.refresh);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut result = Ok(());
-    if consumers.is_empty() {
-        worker.shutdown.cancelled().await;
-    }
-    while let Some(joined) = consumers.join_next().await {
-        if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
-            worker.shutdown.cancel();
-            result = Err(error);
+    loop {
+        tokio::select! {
+            _ = worker.shutdown.cancelled() => break,
+            _ = refresh.tick() => {
+                match directory::load_all(&worker.db).await {
+                    Ok(rows) => consumers.follow(&worker, &options, rows).await,
+                    Err(error) => tracing::warn!(%error, "cannot re-read the marketplaces table; serving the ones known"),
+                }
+            }
+            Some(ended) = consumers.tasks.join_next() => {
+                if let Err(error) = consumers.ended(ended) {
+                    worker.shutdown.cancel();
+                    result = Err(error);
+                    break;
+                }
+            }
         }
     }
+    consumers.stop_all().await;
     schedule.await?;
     worker.stop(result).await
+}
+
+/// The running marketplace consumers, each with its own stop token so one can
+/// be replaced without stopping the others.
+#[derive(Default)]
+struct Consumers {
+    running: HashMap<String, Running>,
+    tasks: tokio::task::JoinSet<(String, u64, anyhow::Result<()>)>,
+    generation: u64,
+}
+
+struct Running {
+    row: MarketplaceRow,
+    generation: u64,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Consumers {
+    /// Starts, replaces and stops consumers so they serve exactly `rows`.
+    async fn follow(
+        &mut self,
+        worker: &crate::worker::Worker,
+        options: &Options,
+        rows: Vec<MarketplaceRow>,
+    ) {
+        let first = self.generation == 0;
+        let codes: Vec<String> = rows.iter().map(|row| row.code.clone()).collect();
+        for code in self.running.keys().cloned().collect::<Vec<_>>() {
+            if !codes.contains(&code) {
+                tracing::info!(marketplace = %code, "marketplace removed; no longer publishing to it");
+                self.stop(&code);
+            }
+        }
+        for row in rows {
+            if self
+                .running
+                .get(&row.code)
+                .is_some_and(|running| running.row.same_connection(&row))
+            {
+                continue;
+            }
+            if self.running.contains_key(&row.code) {
+                tracing::info!(marketplace = %row.code, "marketplace settings changed; restarting its consumer");
+                self.stop(&row.code);
+            }
+            if let Err(error) = self.start(worker, options, row.clone()).await {
+                // Its queue keeps the messages until a publisher that can reach it runs.
+                tracing::error!(marketplace = %row.code, error = format!("{error:#}"), "not publishing to this marketplace");
+                continue;
+            }
+            if !first {
+                // Changes announced before its queue existed went to the
+                // unroutable queue: a reconciliation brings every row up to date.
+                let summary = crate::reconcile::run(
+                    &worker.db,
+                    &row.code,
+                    false,
+                    crate::poller::Trigger::Fleet,
+                )
+                .await;
+                if let Err(error) = summary {
+                    tracing::warn!(marketplace = %row.code, %error, "could not reconcile the new marketplace");
+                }
+            }
+        }
+        self.generation += 1;
+    }
+
+    async fn start(
+        &mut self,
+        worker: &crate::worker::Worker,
+        options: &Options,
+        row: MarketplaceRow,
+    ) -> anyhow::Result<()> {
+        let config = (options.configure)(&row)?;
+        let handler = PublisherHandler::new(worker.db.clone(), row.clone(), config)?;
+        let spec = QueueSpec::publisher(&row.code);
+        worker.bus.declare(std::slice::from_ref(&spec)).await?;
+        let stop = worker.shutdown.child_token();
+        let generation = self.generation;
+        let code = row.code.clone();
+        let consumed = bus::consumer::run(
+            worker.bus.clone(),
+            spec,
+            worker.settings.consumer.clone(),
+            Arc::new(handler),
+            stop.clone(),
+        );
+        self.tasks
+            .spawn(async move { (code, generation, consumed.await) });
+        self.running.insert(
+            row.code.clone(),
+            Running {
+                row,
+                generation,
+                stop,
+            },
+        );
+        Ok(())
+    }
+
+    fn stop(&mut self, code: &str) {
+        if let Some(running) = self.running.remove(code) {
+            running.stop.cancel();
+        }
+    }
+
+    /// A consumer task ended: an error of a consumer still wanted stops the
+    /// worker (the broker connection is gone; the process restarts).
+    fn ended(
+        &mut self,
+        ended: Result<(String, u64, anyhow::Result<()>), tokio::task::JoinError>,
+    ) -> anyhow::Result<()> {
+        let (code, generation, outcome) = ended?;
+        let wanted = self
+            .running
+            .get(&code)
+            .is_some_and(|r| r.generation == generation);
+        match outcome {
+            Err(error) if wanted => Err(error.context(format!("publishing to {code}"))),
+            Err(error) => {
+                tracing::warn!(marketplace = %code, error = format!("{error:#}"), "a replaced consumer ended with an error");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for running in self.running.values() {
+            running.stop.cancel();
+        }
+        while let Some(ended) = self.tasks.join_next().await {
+            if let Ok((code, _, Err(error))) = ended {
+                tracing::warn!(marketplace = %code, error = format!("{error:#}"), "consumer ended with an error");
+            }
+        }
+    }
 }
 
 pub struct PublisherHandler {

@@ -318,24 +318,38 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let name = self.name.clone();
         let amqp_url = self.settings.amqp_url.clone();
+        let database_url = self.settings.database_url.clone();
         let topology = self.bus.topology.clone();
         // A thread with its own runtime: Drop cannot await, and it also runs on panic.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("cleanup runtime");
-            runtime.block_on(cleanup(name, amqp_url, topology));
+            runtime.block_on(cleanup(name, amqp_url, database_url, topology));
         });
         let _ = cleanup.join();
     }
 }
 
 /// Best effort, each step bounded: a cleanup must never hang a test run.
-async fn cleanup(name: String, amqp_url: String, topology: Topology) {
+async fn cleanup(name: String, amqp_url: String, database_url: String, topology: Topology) {
     let step = Duration::from_secs(10);
+    // Marketplaces a test added have queues too.
+    let codes = async {
+        let db = PgPool::connect(&database_url).await.ok()?;
+        let codes = stockfleet::marketplace::directory::load_all(&db)
+            .await
+            .ok()?;
+        db.close().await;
+        Some(codes.into_iter().map(|m| m.code).collect::<Vec<_>>())
+    };
+    let codes = tokio::time::timeout(step, codes)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec!["backmarket".into(), "refurbed".into(), "woocommerce".into()]);
     let bus = async {
         let connection =
             lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
-        let codes = ["backmarket", "refurbed", "woocommerce"];
-        let mut queues: Vec<String> = QueueSpec::all(codes)
+        let mut queues: Vec<String> = QueueSpec::all(codes.iter().map(String::as_str))
             .iter()
             .flat_map(|spec| topology.queue_names(spec))
             .collect();

@@ -52,7 +52,8 @@ impl TestEnv {
         let credentials = sim.handle.credentials().clone();
         let configure: stockfleet::publisher::Configure = Arc::new(move |row| {
             let kind = row.kind.parse().expect("marketplace kind");
-            let credential = credentials.for_marketplace(&row.code).unwrap_or_default();
+            // By kind: a marketplace added under another code speaks the same API.
+            let credential = credentials.for_marketplace(&row.kind).unwrap_or_default();
             let mut config = MarketplaceConfig::new(kind, &row.base_url, Secret::new(credential));
             config.code = row.code.clone();
             config.timeout = Duration::from_secs(2);
@@ -65,6 +66,7 @@ impl TestEnv {
         let options = Options {
             configure,
             schedule_hour,
+            refresh: Duration::from_millis(200),
         };
         let task = tokio::spawn(stockfleet::publisher::run(worker, options));
         InProcessWorker { shutdown, task }

@@ -240,3 +240,42 @@ async fn an_increase_waits_for_a_fresh_orders_poll_so_an_unpolled_order_is_not_o
     locker.stop().await;
     publisher.stop().await;
 }
+
+#[tokio::test]
+async fn marketplaces_added_or_moved_while_the_publisher_runs_are_served_without_a_restart() {
+    let env = TestEnv::new().await;
+    let first = env.sim().await;
+    let publisher = env.start_publisher(&first).await;
+
+    // A second Back Market account, added as one row while the publisher runs.
+    sqlx::query(
+        "INSERT INTO marketplaces (code, name, kind, base_url, credential_env)
+         VALUES ('backmarket_fr', 'Back Market FR', 'backmarket', $1, 'BACKMARKET_FR_TOKEN')",
+    )
+    .bind(first.handle.base_url(BM))
+    .execute(&env.db)
+    .await
+    .unwrap();
+    first.listing(BM, "FR-1", 0).await;
+    env.orders_polled("backmarket_fr").await;
+    // Usually announced before the publisher (re-reading the table every
+    // 200 ms) has declared its queue: then the reconciliation that a new
+    // marketplace gets brings the row over.
+    env.set_stock_on("backmarket_fr", "FR-1", 10).await;
+    eventually("the new marketplace is served", || async {
+        first.quantity(BM, "FR-1").await == Some(9)
+    })
+    .await;
+
+    // Back Market moves (another simulator): the next push goes there.
+    let second = env.sim().await;
+    second.listing(BM, "IPH12", 0).await;
+    env.orders_polled(BM).await;
+    env.set_stock("IPH12", 10).await;
+    eventually("the push reaches the new address", || async {
+        second.quantity(BM, "IPH12").await == Some(9)
+    })
+    .await;
+    assert!(first.pushes(BM).await.iter().all(|(sku, _)| sku != "IPH12"));
+    publisher.stop().await;
+}

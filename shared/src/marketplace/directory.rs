@@ -24,6 +24,22 @@ pub struct MarketplaceRow {
     pub rate_limit_window_seconds: i32,
 }
 
+impl MarketplaceRow {
+    /// Whether an adapter built for `self` still serves `other`: same API,
+    /// address, credential and pace (schedules do not matter to an adapter).
+    pub fn same_connection(&self, other: &MarketplaceRow) -> bool {
+        (self.id, &self.kind, &self.base_url, &self.credential_env)
+            == (
+                other.id,
+                &other.kind,
+                &other.base_url,
+                &other.credential_env,
+            )
+            && (self.rate_limit_requests, self.rate_limit_window_seconds)
+                == (other.rate_limit_requests, other.rate_limit_window_seconds)
+    }
+}
+
 pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     sqlx::query_as(
         "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,

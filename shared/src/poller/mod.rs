@@ -437,13 +437,16 @@ where
     .map_err(|error| format!("{} error: {error}", error.kind()))
 }
 
+type BuiltAdapter = (MarketplaceRow, Arc<dyn Marketplace>);
+
 /// Runs syncs for one process: adapters per marketplace, built on first use
 /// from the marketplaces table, and a bound on concurrent runs. Each run holds
 /// one pooled connection for its lock and uses one more for its writes, so at
 /// most half the pool's connections run at once and runs never starve each other.
 pub struct Syncer {
     pool: PgPool,
-    adapters: Mutex<HashMap<String, Arc<dyn Marketplace>>>,
+    /// Per code: the row an adapter was built for, and the adapter.
+    adapters: Mutex<HashMap<String, BuiltAdapter>>,
     permits: tokio::sync::Semaphore,
 }
 
@@ -459,11 +462,14 @@ impl Syncer {
 
     fn adapter(&self, row: &MarketplaceRow) -> Result<Arc<dyn Marketplace>, MarketplaceError> {
         let mut built = self.adapters.lock().expect("adapters lock");
-        if let Some(adapter) = built.get(&row.code) {
+        if let Some((built_for, adapter)) = built.get(&row.code)
+            && built_for.same_connection(row)
+        {
             return Ok(adapter.clone());
         }
+        // First use, or the row changed (`stockfleet marketplace set`): rebuild.
         let adapter = marketplace::connect(directory::adapter_config(row)?)?;
-        built.insert(row.code.clone(), adapter.clone());
+        built.insert(row.code.clone(), (row.clone(), adapter.clone()));
         Ok(adapter)
     }
 

@@ -8,12 +8,26 @@ fn main() -> std::process::ExitCode {
     stockfleet::worker::main("publisher", 9104, |worker| async move {
         let mut options = Options::default();
         // Demos and tests shorten the reconciliation schedule's hour.
-        if let Ok(seconds) = std::env::var("RECONCILE_HOUR_SECONDS") {
-            let seconds: f64 = seconds.parse().map_err(|_| {
-                anyhow::anyhow!("RECONCILE_HOUR_SECONDS must be a number of seconds")
-            })?;
-            options.schedule_hour = Duration::from_secs_f64(seconds);
+        if let Some(hour) = seconds_from_env("RECONCILE_HOUR_SECONDS")? {
+            options.schedule_hour = hour;
+        }
+        if let Some(refresh) = seconds_from_env("MARKETPLACE_REFRESH_SECONDS")? {
+            options.refresh = refresh;
         }
         publisher::run(worker, options).await
     })
+}
+
+fn seconds_from_env(name: &str) -> anyhow::Result<Option<Duration>> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    let seconds: f64 = value
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{name} must be a positive number of seconds, not {value:?}")
+        })?;
+    Ok(Some(Duration::from_secs_f64(seconds)))
 }
