@@ -152,7 +152,6 @@ impl Consumers {
         options: &Options,
         rows: Vec<MarketplaceRow>,
     ) {
-        let first = self.generation == 0;
         let codes: Vec<String> = rows.iter().map(|row| row.code.clone()).collect();
         for code in self.running.keys().cloned().collect::<Vec<_>>() {
             if !codes.contains(&code) {
@@ -172,12 +171,15 @@ impl Consumers {
                 tracing::info!(marketplace = %row.code, "marketplace settings changed; restarting its consumer");
                 self.stop(&row.code);
             }
-            if let Err(error) = self.start(worker, options, row.clone()).await {
-                // Its queue keeps the messages until a publisher that can reach it runs.
-                tracing::error!(marketplace = %row.code, error = format!("{error:#}"), "not publishing to this marketplace");
-                continue;
-            }
-            if !first {
+            let created_queue = match self.start(worker, options, row.clone()).await {
+                Ok(created_queue) => created_queue,
+                Err(error) => {
+                    // Its queue keeps the messages until a publisher that can reach it runs.
+                    tracing::error!(marketplace = %row.code, error = format!("{error:#}"), "not publishing to this marketplace");
+                    continue;
+                }
+            };
+            if created_queue {
                 // Changes announced before its queue existed went to the
                 // unroutable queue: a reconciliation brings every row up to date.
                 let summary = crate::reconcile::run(
@@ -195,15 +197,20 @@ impl Consumers {
         self.generation += 1;
     }
 
+    /// Starts serving `row`; true when its queue had to be created.
     async fn start(
         &mut self,
         worker: &crate::worker::Worker,
         options: &Options,
         row: MarketplaceRow,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let config = (options.configure)(&row)?;
         let handler = PublisherHandler::new(worker.db.clone(), row.clone(), config)?;
         let spec = QueueSpec::publisher(&row.code);
+        let created_queue = !worker
+            .bus
+            .queue_exists(&worker.bus.topology.queue(&spec))
+            .await?;
         worker.bus.declare(std::slice::from_ref(&spec)).await?;
         let stop = worker.shutdown.child_token();
         let generation = self.generation;
@@ -225,7 +232,7 @@ impl Consumers {
                 stop,
             },
         );
-        Ok(())
+        Ok(created_queue)
     }
 
     fn stop(&mut self, code: &str) {

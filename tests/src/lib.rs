@@ -349,10 +349,19 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
     let bus = async {
         let connection =
             lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
+        // Workers started with other retry delays (production defaults, a
+        // test's own) declared other retry queues.
+        let delay_sets = [
+            topology.clone(),
+            Topology::new(&name, ms(&[200, 1000, 2000])),
+            Topology::new(&name, ms(&[1000, 5000, 30000, 120000, 600000])),
+        ];
         let mut queues: Vec<String> = QueueSpec::all(codes.iter().map(String::as_str))
             .iter()
-            .flat_map(|spec| topology.queue_names(spec))
+            .flat_map(|spec| delay_sets.iter().flat_map(|t| t.queue_names(spec)))
             .collect();
+        queues.sort();
+        queues.dedup();
         queues.push(topology.unroutable());
         // A channel per delete: a failed delete closes its channel.
         for queue in queues {
@@ -391,6 +400,10 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
     if tokio::time::timeout(step * 3, database).await.is_err() {
         eprintln!("cleanup: dropping database {name} timed out");
     }
+}
+
+fn ms(delays: &[u64]) -> Vec<Duration> {
+    delays.iter().copied().map(Duration::from_millis).collect()
 }
 
 async fn marketplace_codes(db: &PgPool) -> Vec<String> {

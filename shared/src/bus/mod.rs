@@ -72,6 +72,30 @@ impl Bus {
         Ok(())
     }
 
+    /// Whether `queue` exists (a passive declare, on a channel of its own
+    /// since a missing queue closes the channel).
+    pub async fn queue_exists(&self, queue: &str) -> lapin::Result<bool> {
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(_) => {
+                channel.close(200, "checked".into()).await.ok();
+                Ok(true)
+            }
+            Err(lapin::Error { .. }) if !channel.status().connected() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     pub async fn close(&self) {
         if let Err(error) = self.connection.close(200, "shutdown".into()).await {
             tracing::debug!(%error, "closing the broker connection");

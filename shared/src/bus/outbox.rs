@@ -102,6 +102,7 @@ pub async fn run_relay(pool: PgPool, bus: &Bus, shutdown: CancellationToken) -> 
         }
     }
     while relay_once(&pool, bus, &publisher).await? > 0 {}
+    publisher.close().await;
     Ok(())
 }
 

@@ -36,6 +36,15 @@ impl Publisher {
         &self.channel
     }
 
+    /// Closes the channel and waits for the broker's answer: a channel merely
+    /// dropped closes in the background and races the connection's close
+    /// (lapin then logs a spurious "invalid channel state" error).
+    pub async fn close(self) {
+        if let Err(error) = self.channel.close(200, "done".into()).await {
+            tracing::debug!(%error, "closing a publisher channel");
+        }
+    }
+
     /// Publishes every message, then waits for all their confirms.
     pub async fn publish_all(&self, messages: Vec<Outgoing>) -> anyhow::Result<()> {
         let mut confirms = Vec::with_capacity(messages.len());
