@@ -1,6 +1,8 @@
 //! Operator commands as an operator runs them.
 
-use stockfleet_tests::TestEnv;
+use stockfleet::bus::QueueSpec;
+use stockfleet::ledger::Role;
+use stockfleet_tests::{TestEnv, created, eventually};
 
 #[tokio::test]
 async fn marketplaces_are_listed_and_configured_without_sql() {
@@ -49,4 +51,54 @@ async fn marketplaces_are_listed_and_configured_without_sql() {
         .await;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("REQUESTS/SECONDS"));
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
+    let env = TestEnv::new().await;
+    let locker = env.start(Role::Locker).await;
+    // An order for a SKU we do not know yet: dead-lettered at once.
+    env.publish(&[created("LATE-1", "ARRIVES-LATER", 1)]).await;
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
+    eventually("dead-lettered", || async { env.depth(&dlq).await == 1 }).await;
+
+    let queues = stdout_of(&env.cli(&["queues"]).await);
+    let line = queues
+        .lines()
+        .find(|line| line.starts_with(&format!("{dlq} ")))
+        .unwrap_or_else(|| panic!("no line for {dlq} in:\n{queues}"));
+    assert_eq!(line.split_whitespace().nth(1), Some("1"), "{line}");
+
+    let listed = stdout_of(&env.cli(&["dlq", "list", "--queue", "locker"]).await);
+    assert!(listed.contains("unknown SKU \"ARRIVES-LATER\""), "{listed}");
+    assert!(listed.ends_with("1 dead letter(s)\n"), "{listed}");
+
+    // The variation is counted; the operator replays, first without moving.
+    env.set_stock("ARRIVES-LATER", 3).await;
+    let dry = stdout_of(&env.cli(&["dlq", "replay", "--dry-run"]).await);
+    assert!(
+        dry.ends_with("1 dead letter(s) would be replayed\n"),
+        "{dry}"
+    );
+    assert_eq!(env.depth(&dlq).await, 1);
+    let replayed = stdout_of(&env.cli(&["dlq", "replay"]).await);
+    assert!(
+        replayed.ends_with("1 dead letter(s) replayed\n"),
+        "{replayed}"
+    );
+    eventually("the replayed order is locked", || async {
+        env.levels("ARRIVES-LATER").await == (3, 1, 2)
+    })
+    .await;
+    assert_eq!(env.depth(&dlq).await, 0);
+    locker.stop().await;
 }
