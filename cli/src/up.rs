@@ -13,13 +13,8 @@ use stockfleet::admin::stock::{self, Correction};
 use stockfleet::config::Settings;
 use tokio::process::{Child, Command};
 
-/// The workers and their health ports.
-const WORKERS: [(&str, u16); 4] = [
-    ("poller", 9101),
-    ("locker", 9102),
-    ("reducer", 9103),
-    ("publisher", 9104),
-];
+/// The workers, in the order of their health ports.
+const WORKERS: [&str; 4] = ["poller", "locker", "reducer", "publisher"];
 /// The simulator's default credentials (docs/simulator.md), as each marketplace row names them.
 const CREDENTIALS: [(&str, &str); 3] = [
     ("BACKMARKET_TOKEN", "bm-sim-token"),
@@ -38,6 +33,10 @@ pub struct Args {
     /// Demo SKUs created (20 units each, every marketplace) when the database has none.
     #[arg(long, default_value_t = 10)]
     demo_skus: u32,
+    /// Health port of the poller; the locker, reducer and publisher take the
+    /// next three. 0: ports the system picks (each worker logs its own).
+    #[arg(long, default_value_t = 9101)]
+    health_port_base: u16,
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
@@ -62,7 +61,11 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     println!("simulator on {} with {listed} listings", args.sim_addr);
-    for (name, port) in WORKERS {
+    for (offset, name) in (0u16..).zip(WORKERS) {
+        let port = match args.health_port_base {
+            0 => 0,
+            base => base + offset,
+        };
         let binary = format!("stockfleet-{name}");
         let mut command = Command::new(dir.join(&binary));
         command
@@ -86,8 +89,12 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let health = match args.health_port_base {
+        0 => "on ports each worker logs".to_owned(),
+        base => format!("on 127.0.0.1:{base}-{}", base + 3),
+    };
     println!(
-        "fleet running: health on 127.0.0.1:9101-9104 (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it"
+        "fleet running: health {health} (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it"
     );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -53,6 +53,10 @@ async fn marketplaces_are_listed_and_configured_without_sql() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("REQUESTS/SECONDS"));
 }
 
+async fn count(env: &TestEnv, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&env.db).await.unwrap()
+}
+
 fn stdout_of(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
@@ -101,4 +105,63 @@ async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
     .await;
     assert_eq!(env.depth(&dlq).await, 0);
     locker.stop().await;
+}
+
+/// README's run command: the whole fleet and the simulator, orders flowing
+/// from the simulator's generator into locks and quantities back out, then a
+/// clean stop on SIGTERM.
+#[tokio::test]
+async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
+    let env = TestEnv::new().await;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for code in ["backmarket", "refurbed", "woocommerce"] {
+        let url = format!("http://127.0.0.1:{port}/{code}");
+        stdout_of(
+            &env.cli(&["marketplace", "set", code, "--base-url", &url])
+                .await,
+        );
+    }
+    let sim_addr = format!("127.0.0.1:{port}");
+    let up = env
+        .command("stockfleet")
+        .args(["up", "--sim-addr", &sim_addr, "--orders-per-second", "5"])
+        .args(["--health-port-base", "0", "--demo-skus", "3"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("orders polled and locked", || async {
+        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await > 0
+    })
+    .await;
+    eventually("quantities pushed", || async {
+        count(
+            &env,
+            "SELECT count(*) FROM marketplace_stock WHERE last_api_quantity IS NOT NULL",
+        )
+        .await
+            > 0
+    })
+    .await;
+    let pid = up.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(60), up.wait_with_output())
+        .await
+        .expect("the fleet stops within 60 s")
+        .unwrap();
+    assert!(
+        exit.status.success(),
+        "stockfleet up exited with {}",
+        exit.status
+    );
+    let report = env.validate().await;
+    assert!(report.is_clean(), "{report:?}");
 }
