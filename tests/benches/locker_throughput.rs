@@ -14,6 +14,8 @@ use stockfleet_tests::{TestEnv, created};
 
 #[tokio::main]
 async fn main() {
+    // As in a worker: every message gets its OpenTelemetry span (not exported).
+    let _telemetry = stockfleet::telemetry::init("locker-bench");
     let count: usize = std::env::args()
         .skip(1)
         .find_map(|arg| arg.parse().ok())
