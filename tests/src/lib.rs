@@ -371,6 +371,9 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
             if tokio::time::timeout(step, deleted).await.is_err() {
                 eprintln!("cleanup: deleting queue {queue} timed out");
             }
+            // Closed, not dropped: a drop closes in the background and races
+            // the connection's close (lapin logs a spurious error).
+            let _ = tokio::time::timeout(step, channel.close(200, "deleted".into())).await;
         }
         for exchange in [
             topology.exchange(Exchange::Events),
@@ -381,6 +384,7 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                 .await;
+            let _ = tokio::time::timeout(step, channel.close(200, "deleted".into())).await;
         }
         let _ = tokio::time::timeout(step, connection.close(200, "test over".into())).await;
         Ok::<_, lapin::Error>(())
