@@ -139,14 +139,11 @@ pub fn traceparent(parent: Option<&str>) -> String {
     if let Some(parent) = parent.filter(|p| is_traceparent(p)) {
         return parent.to_owned();
     }
-    match span_context(&Span::current()) {
-        Some(context) => format!("00-{}-{}-01", context.trace_id(), context.span_id()),
-        None => {
-            let trace_id = uuid::Uuid::new_v4().simple().to_string();
-            let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
-            format!("00-{trace_id}-{span_id}-01")
-        }
-    }
+    traceparent_of(&Span::current()).unwrap_or_else(|| {
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        format!("00-{trace_id}-{span_id}-01")
+    })
 }
 
 /// The `traceparent` of `span`, when it has OpenTelemetry ids.

@@ -34,6 +34,9 @@ const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub struct TestEnv {
     pub name: String,
     pub settings: Settings,
+    /// Every set of retry delays a worker of this test declared queues for,
+    /// so the cleanup removes all of their retry queues.
+    retry_delay_sets: std::sync::Mutex<Vec<Vec<u64>>>,
     pub db: PgPool,
     pub bus: Arc<Bus>,
     channel: Channel,
@@ -78,6 +81,9 @@ impl TestEnv {
         let channel = bus.channel().await.expect("channel");
         Self {
             name,
+            retry_delay_sets: std::sync::Mutex::new(vec![
+                settings.consumer.retry_delays_ms.clone(),
+            ]),
             settings,
             db,
             bus,
@@ -138,12 +144,21 @@ impl TestEnv {
     }
 
     pub async fn start_with(&self, settings: Settings, role: Role) -> InProcessWorker {
+        self.uses_retry_delays(&settings);
         let shutdown = CancellationToken::new();
         let worker = stockfleet::worker::Worker::start("test", settings, None, shutdown.clone())
             .await
             .expect("start worker");
         let task = tokio::spawn(stockfleet::ledger::run(worker, role));
         InProcessWorker { shutdown, task }
+    }
+
+    /// Remembers retry delays other than this test's, for the cleanup.
+    pub fn uses_retry_delays(&self, settings: &Settings) {
+        let mut sets = self.retry_delay_sets.lock().unwrap();
+        if !sets.contains(&settings.consumer.retry_delays_ms) {
+            sets.push(settings.consumer.retry_delays_ms.clone());
+        }
     }
 
     /// Starts a worker binary of this workspace with this test's settings.
@@ -178,7 +193,10 @@ impl TestEnv {
             .env("HEALTH_ADDR", "127.0.0.1:0")
             .env("CONSUMERS", "2")
             .env("BATCH_SIZE", "50")
-            .env("RETRY_DELAYS_MS", "100,200")
+            .env(
+                "RETRY_DELAYS_MS",
+                delays_env(&self.settings.consumer.retry_delays_ms),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "error".into()),
@@ -236,6 +254,14 @@ impl TestEnv {
         .fetch_optional(&self.db)
         .await
         .expect("lock query")
+    }
+
+    /// One number from this test's database (`SELECT count(*) …`).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub async fn outbox_len(&self) -> i64 {
@@ -319,18 +345,29 @@ impl Drop for TestEnv {
         let name = self.name.clone();
         let amqp_url = self.settings.amqp_url.clone();
         let database_url = self.settings.database_url.clone();
-        let topology = self.bus.topology.clone();
+        let topologies: Vec<Topology> = self
+            .retry_delay_sets
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|delays| {
+                Topology::new(
+                    &name,
+                    delays.iter().copied().map(Duration::from_millis).collect(),
+                )
+            })
+            .collect();
         // A thread with its own runtime: Drop cannot await, and it also runs on panic.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("cleanup runtime");
-            runtime.block_on(cleanup(name, amqp_url, database_url, topology));
+            runtime.block_on(cleanup(name, amqp_url, database_url, topologies));
         });
         let _ = cleanup.join();
     }
 }
 
 /// Best effort, each step bounded: a cleanup must never hang a test run.
-async fn cleanup(name: String, amqp_url: String, database_url: String, topology: Topology) {
+async fn cleanup(name: String, amqp_url: String, database_url: String, topologies: Vec<Topology>) {
     let step = Duration::from_secs(10);
     // Marketplaces a test added have queues too.
     let codes = async {
@@ -346,19 +383,13 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
         .ok()
         .flatten()
         .unwrap_or_else(|| vec!["backmarket".into(), "refurbed".into(), "woocommerce".into()]);
+    let topology = &topologies[0]; // exchanges and the unroutable queue do not depend on delays
     let bus = async {
         let connection =
             lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
-        // Workers started with other retry delays (production defaults, a
-        // test's own) declared other retry queues.
-        let delay_sets = [
-            topology.clone(),
-            Topology::new(&name, ms(&[200, 1000, 2000])),
-            Topology::new(&name, ms(&[1000, 5000, 30000, 120000, 600000])),
-        ];
         let mut queues: Vec<String> = QueueSpec::all(codes.iter().map(String::as_str))
             .iter()
-            .flat_map(|spec| delay_sets.iter().flat_map(|t| t.queue_names(spec)))
+            .flat_map(|spec| topologies.iter().flat_map(|t| t.queue_names(spec)))
             .collect();
         queues.sort();
         queues.dedup();
@@ -406,8 +437,12 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topology:
     }
 }
 
-fn ms(delays: &[u64]) -> Vec<Duration> {
-    delays.iter().copied().map(Duration::from_millis).collect()
+fn delays_env(delays: &[u64]) -> String {
+    delays
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn marketplace_codes(db: &PgPool) -> Vec<String> {
@@ -557,15 +592,7 @@ pub fn header(headers: &FieldTable, key: &str) -> Option<String> {
 
 /// A queue's counts, as the broker reports them to a passive declare.
 async fn passive_declare(channel: &Channel, queue: &str) -> lapin::Queue {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    stockfleet::bus::passive_declare(channel, queue)
         .await
         .expect("passive declare")
 }

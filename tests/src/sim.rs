@@ -49,6 +49,7 @@ impl TestEnv {
         sim: &Sim,
         schedule_hour: Duration,
     ) -> InProcessWorker {
+        self.uses_retry_delays(&settings);
         let credentials = sim.handle.credentials().clone();
         let configure: stockfleet::publisher::Configure = Arc::new(move |row| {
             let kind = row.kind.parse().expect("marketplace kind");

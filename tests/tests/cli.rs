@@ -53,10 +53,6 @@ async fn marketplaces_are_listed_and_configured_without_sql() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("REQUESTS/SECONDS"));
 }
 
-async fn count(env: &TestEnv, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(&env.db).await.unwrap()
-}
-
 fn stdout_of(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
@@ -133,15 +129,14 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
         .spawn()
         .unwrap();
     eventually("orders polled and locked", || async {
-        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await > 0
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            > 0
     })
     .await;
     eventually("quantities pushed", || async {
-        count(
-            &env,
-            "SELECT count(*) FROM marketplace_stock WHERE last_api_quantity IS NOT NULL",
-        )
-        .await
+        env.scalar("SELECT count(*) FROM marketplace_stock WHERE last_api_quantity IS NOT NULL")
+            .await
             > 0
     })
     .await;

@@ -31,13 +31,6 @@ async fn terminate(mut child: Child) {
     assert!(exit.success(), "worker exited with {exit} on SIGTERM");
 }
 
-async fn count(env: &TestEnv, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&env.db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn two_lockers_and_two_reducers_under_200_concurrent_orders_keep_the_invariants() {
     let env = TestEnv::new().await;
@@ -77,24 +70,20 @@ async fn two_lockers_and_two_reducers_under_200_concurrent_orders_keep_the_invar
     }
 
     eventually("every order settled", || async {
-        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await == 200
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            == 200
             && env.levels("HOT").await == (400, 50, 350)
     })
     .await;
     assert_eq!(
-        count(
-            &env,
-            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'consumed'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'consumed'")
+            .await,
         100
     );
     assert_eq!(
-        count(
-            &env,
-            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'released'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'released'")
+            .await,
         50
     );
     let report = env.validate().await;
@@ -125,20 +114,26 @@ async fn a_locker_killed_mid_stream_loses_and_doubles_nothing() {
         .collect();
     env.publish(&orders).await;
     eventually("the locker is mid-stream", || async {
-        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await >= 40
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            >= 40
     })
     .await;
     let mut first = first;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     assert!(
-        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await < 400,
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            < 400,
         "the kill should land mid-stream; raise the order count if this machine is faster"
     );
 
     let second = env.spawn("stockfleet-locker");
     eventually("all 400 orders locked after the restart", || async {
-        count(&env, "SELECT count(*) FROM marketplace_stock_locks").await == 400
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            == 400
     })
     .await;
     eventually("outbox drained", || async { env.outbox_len().await == 0 }).await;
@@ -148,11 +143,8 @@ async fn a_locker_killed_mid_stream_loses_and_doubles_nothing() {
         "nothing doubled"
     );
     assert_eq!(
-        count(
-            &env,
-            "SELECT count(*) FROM marketplace_stock_history WHERE change_type = 'lock'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM marketplace_stock_history WHERE change_type = 'lock'")
+            .await,
         400
     );
     // Every lock was announced at least once (a relay killed before its delete republishes).
@@ -195,12 +187,10 @@ async fn a_worker_refuses_an_unmigrated_database_and_says_what_to_do() {
 async fn health_readiness_and_metrics_are_served() {
     let env = TestEnv::new().await;
     env.set_stock("HEALTHY", 5).await;
-    let mut command = tokio::process::Command::new(binary_path("stockfleet-locker"));
+    let mut command = env.command("stockfleet-locker");
     command
-        .env("DATABASE_URL", &env.settings.database_url)
-        .env("BUS_PREFIX", &env.name)
-        .env("HEALTH_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut locker = command.spawn().unwrap();

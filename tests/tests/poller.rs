@@ -42,13 +42,6 @@ async fn stock_everything(env: &TestEnv) {
     }
 }
 
-async fn scalar(env: &TestEnv, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(&env.db)
-        .await
-        .unwrap()
-}
-
 /// Logical order events: (marketplace, order, kind, previous, status) → distinct message ids.
 fn by_event(
     envelopes: &[Envelope],
@@ -117,13 +110,14 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
 
     let open_items = (0..placed.len()).filter(|n| end_of(*n) == "open").count();
     eventually("every order stored with its final status", || async {
-        scalar(&env, "SELECT count(*) FROM orders").await == 1000
-            && scalar(&env, "SELECT count(*) FROM orders WHERE status = 'shipped'").await == 334
-            && scalar(
-                &env,
-                "SELECT count(*) FROM orders WHERE status = 'cancelled'",
-            )
-            .await
+        env.scalar("SELECT count(*) FROM orders").await == 1000
+            && env
+                .scalar("SELECT count(*) FROM orders WHERE status = 'shipped'")
+                .await
+                == 334
+            && env
+                .scalar("SELECT count(*) FROM orders WHERE status = 'cancelled'")
+                .await
                 == 333
     })
     .await;
@@ -149,11 +143,9 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
         accepted.len(),
         "an orderline was accepted twice"
     );
-    let requested = scalar(
-        &env,
-        "SELECT count(*) FROM order_items WHERE accept_requested_at IS NOT NULL",
-    )
-    .await;
+    let requested = env
+        .scalar("SELECT count(*) FROM order_items WHERE accept_requested_at IS NOT NULL")
+        .await;
     assert_eq!(requested as usize, accepted.len());
     let open_orders: Vec<String> = accepted
         .iter()
@@ -169,24 +161,19 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
     }
     assert_eq!(open_items, 333);
     assert_eq!(
-        scalar(
-            &env,
-            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'locked'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'locked'")
+            .await,
         333,
         "active locks equal the simulator's open order items"
     );
     assert_eq!(
-        scalar(&env, "SELECT sum(locked_stock) FROM marketplace_stock").await,
+        env.scalar("SELECT sum(locked_stock) FROM marketplace_stock")
+            .await,
         333
     );
     assert_eq!(
-        scalar(
-            &env,
-            "SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'consumed'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'consumed'")
+            .await,
         334
     );
     let report = env.validate().await;
@@ -199,14 +186,14 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
 
 /// No two runs of one (marketplace, type) overlap in time.
 async fn assert_runs_never_overlap(env: &TestEnv) {
-    let overlapping = scalar(
-        env,
-        "SELECT count(*) FROM sync_runs a JOIN sync_runs b
+    let overlapping = env
+        .scalar(
+            "SELECT count(*) FROM sync_runs a JOIN sync_runs b
            ON a.marketplace_id = b.marketplace_id AND a.sync_type = b.sync_type AND a.id < b.id
          WHERE b.started_at < COALESCE(a.finished_at, 'infinity')
            AND a.started_at < COALESCE(b.finished_at, 'infinity')",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         overlapping, 0,
         "two runs of one (marketplace, type) overlapped"
@@ -239,14 +226,17 @@ async fn two_pollers_never_double_a_run_or_an_event() {
         }
     }
     eventually("every order stored, half shipped", || async {
-        scalar(&env, "SELECT count(*) FROM orders").await == 300
-            && scalar(&env, "SELECT count(*) FROM orders WHERE status = 'shipped'").await == 150
+        env.scalar("SELECT count(*) FROM orders").await == 300
+            && env
+                .scalar("SELECT count(*) FROM orders WHERE status = 'shipped'")
+                .await
+                == 150
     })
     .await;
     // Both pollers keep polling: let each (marketplace, type) run a few more times.
-    let runs = scalar(&env, "SELECT count(*) FROM sync_runs").await;
+    let runs = env.scalar("SELECT count(*) FROM sync_runs").await;
     eventually("more runs", || async {
-        scalar(&env, "SELECT count(*) FROM sync_runs").await >= runs + 24
+        env.scalar("SELECT count(*) FROM sync_runs").await >= runs + 24
     })
     .await;
     eventually("outbox relayed", || async { env.outbox_len().await == 0 }).await;
@@ -270,28 +260,25 @@ async fn a_poller_killed_mid_run_misses_and_doubles_nothing() {
         .await;
     let mut first = env.spawn("stockfleet-poller");
     eventually("the first run is mid-way", || async {
-        let stored = scalar(&env, "SELECT count(*) FROM orders").await;
+        let stored = env.scalar("SELECT count(*) FROM orders").await;
         stored >= 50
     })
     .await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     assert!(
-        scalar(&env, "SELECT count(*) FROM orders").await < 600,
+        env.scalar("SELECT count(*) FROM orders").await < 600,
         "killed mid-run"
     );
 
     let second = env.spawn("stockfleet-poller");
     eventually("every order stored after the restart", || async {
-        scalar(&env, "SELECT count(*) FROM orders").await == 600
+        env.scalar("SELECT count(*) FROM orders").await == 600
     })
     .await;
     eventually("the dead run is closed as failed", || async {
-        scalar(
-            &env,
-            "SELECT count(*) FROM sync_runs WHERE error_text LIKE 'the run died%'",
-        )
-        .await
+        env.scalar("SELECT count(*) FROM sync_runs WHERE error_text LIKE 'the run died%'")
+            .await
             >= 1
     })
     .await;
@@ -320,18 +307,19 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
     sim.place("backmarket", "NOT-IN-STOCKFLEET", 1).await;
     let poller = env.spawn("stockfleet-poller");
     eventually("Back Market keeps syncing", || async {
-        scalar(&env, "SELECT count(*) FROM orders").await == 21
+        env.scalar("SELECT count(*) FROM orders").await == 21
     })
     .await;
     eventually("the failed runs are recorded with their error", || async {
-        scalar(&env, "SELECT count(*) FROM sync_runs r JOIN marketplaces m ON m.id = r.marketplace_id
+        env.scalar("SELECT count(*) FROM sync_runs r JOIN marketplaces m ON m.id = r.marketplace_id
                       WHERE m.code = 'refurbed' AND r.status = 'failed' AND r.error_text LIKE '%transient%'").await >= 1
-            && scalar(&env, "SELECT count(*) FROM sync_runs r JOIN marketplaces m ON m.id = r.marketplace_id
+            && env.scalar("SELECT count(*) FROM sync_runs r JOIN marketplaces m ON m.id = r.marketplace_id
                       WHERE m.code = 'woocommerce' AND r.status = 'failed' AND r.error_text LIKE '%500%'").await >= 1
     })
     .await;
     assert_eq!(
-        scalar(&env, "SELECT count(*) FROM orders WHERE has_unknown_sku").await,
+        env.scalar("SELECT count(*) FROM orders WHERE has_unknown_sku")
+            .await,
         1
     );
     let report = env.validate().await;
@@ -347,7 +335,7 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
     sim.clear_faults("refurbed").await;
     sim.clear_faults("woocommerce").await;
     eventually("every marketplace synced", || async {
-        scalar(&env, "SELECT count(*) FROM orders").await == 61
+        env.scalar("SELECT count(*) FROM orders").await == 61
     })
     .await;
     drop(poller);
@@ -369,8 +357,7 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     assert!(inline.status.success(), "{stdout}");
     assert!(stdout.contains("1 fetched, 1 created"), "{stdout}");
     assert_eq!(
-        scalar(
-            &env,
+        env.scalar(
             "SELECT count(*) FROM sync_runs WHERE trigger = 'manual' AND status = 'succeeded'"
         )
         .await,
@@ -379,8 +366,7 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
 
     let poller = env.spawn("stockfleet-poller");
     eventually("the scheduled first runs", || async {
-        scalar(
-            &env,
+        env.scalar(
             "SELECT count(*) FROM sync_runs WHERE trigger = 'schedule' AND status <> 'running'",
         )
         .await
@@ -401,13 +387,12 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     assert!(queued.status.success());
     assert!(String::from_utf8_lossy(&queued.stdout).contains("queued 1 sync request"));
     eventually("the poller ran the requested sync", || async {
-        scalar(
-            &env,
+        env.scalar(
             "SELECT count(*) FROM sync_runs WHERE trigger = 'fleet' AND status = 'succeeded'",
         )
         .await
             == 1
-            && scalar(&env, "SELECT count(*) FROM orders").await == 2
+            && env.scalar("SELECT count(*) FROM orders").await == 2
     })
     .await;
 

@@ -15,7 +15,7 @@ use crate::bus::headers::{
 };
 use crate::bus::{Bus, Envelope, Outgoing, Publisher, QueueSpec};
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 use std::time::Duration;
@@ -113,15 +113,7 @@ async fn walk(
         // One channel per queue: closing it hands back what was not taken.
         let publisher = Publisher::new(bus).await?;
         let channel = publisher.channel().clone();
-        let depth = channel
-            .queue_declare(
-                dlq.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let depth = crate::bus::passive_declare(&channel, &dlq)
             .await?
             .message_count();
         let mut left = Vec::new();

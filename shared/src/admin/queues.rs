@@ -5,8 +5,6 @@
 //! the column says so instead of failing.
 
 use crate::bus::{Bus, QueueSpec};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,16 +46,7 @@ pub async fn stats(
     let mut stats = Vec::new();
     for name in names(bus, marketplaces) {
         // A passive declare fails (and closes the channel) for a missing queue.
-        let declared = channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let declared = crate::bus::passive_declare(&channel, &name).await?;
         stats.push(QueueStats {
             unacked: unacked.get(&name).copied(),
             name,

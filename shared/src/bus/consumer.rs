@@ -165,36 +165,32 @@ impl<H: Handler> ConsumerLoop<H> {
         let mut decoded = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
         // One span per message, open until the batch is settled; what a
-        // message causes carries its span as `traceparent`.
-        let spans: Vec<tracing::Span> = batch
+        // message causes carries its span as `traceparent` (or, without the
+        // OpenTelemetry layer, the sender's).
+        let traced: Vec<(tracing::Span, Option<String>)> = batch
             .iter()
             .map(|delivery| {
                 let properties = &delivery.properties;
-                crate::telemetry::message_span(
+                let sender = properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| headers::get_str(h, TRACEPARENT));
+                let span = crate::telemetry::message_span(
                     queue,
                     properties
                         .message_id()
                         .as_ref()
                         .map_or("", |id| id.as_str()),
-                    properties
-                        .headers()
-                        .as_ref()
-                        .and_then(|h| headers::get_str(h, TRACEPARENT))
-                        .as_deref(),
-                )
+                    sender.as_deref(),
+                );
+                let traceparent = crate::telemetry::traceparent_of(&span).or(sender);
+                (span, traceparent)
             })
             .collect();
         for (position, delivery) in batch.iter().enumerate() {
             match Envelope::decode(&delivery.data) {
                 Ok(envelope) => {
-                    let traceparent =
-                        crate::telemetry::traceparent_of(&spans[position]).or_else(|| {
-                            delivery
-                                .properties
-                                .headers()
-                                .as_ref()
-                                .and_then(|h| headers::get_str(h, TRACEPARENT))
-                        });
+                    let traceparent = traced[position].1.clone();
                     decoded.push(Incoming {
                         envelope,
                         traceparent,
@@ -214,7 +210,7 @@ impl<H: Handler> ConsumerLoop<H> {
         }
 
         let mut failures = Vec::new();
-        for ((delivery, outcome), span) in batch.iter().zip(outcomes).zip(&spans) {
+        for ((delivery, outcome), (span, _)) in batch.iter().zip(outcomes).zip(&traced) {
             let _entered = span.enter();
             let outcome = outcome.unwrap_or_else(|| {
                 Err(HandlerError::Permanent("handler returned no result".into()))

@@ -72,26 +72,16 @@ impl Bus {
         Ok(())
     }
 
-    /// Whether `queue` exists (a passive declare, on a channel of its own
-    /// since a missing queue closes the channel).
+    /// Whether `queue` exists (on a channel of its own: a missing queue
+    /// closes the channel it was asked on).
     pub async fn queue_exists(&self, queue: &str) -> lapin::Result<bool> {
         let channel = self.channel().await?;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await;
-        match declared {
+        match passive_declare(&channel, queue).await {
             Ok(_) => {
                 channel.close(200, "checked".into()).await.ok();
                 Ok(true)
             }
-            Err(lapin::Error { .. }) if !channel.status().connected() => Ok(false),
+            Err(error) if is_not_found(&error) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -101,4 +91,27 @@ impl Bus {
             tracing::debug!(%error, "closing the broker connection");
         }
     }
+}
+
+/// Declares `queue` passively, for its counts; fails with NOT_FOUND (which
+/// closes `channel`) when it does not exist.
+pub async fn passive_declare(channel: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e) if e.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
 }
