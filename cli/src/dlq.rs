@@ -47,6 +47,9 @@ pub struct Filters {
     /// Last failed at most this long ago.
     #[arg(long, value_parser = dlq::parse_age)]
     newer_than: Option<std::time::Duration>,
+    /// At most this many (the first found).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 impl Filters {
@@ -58,6 +61,7 @@ impl Filters {
             older_than: self.older_than,
             newer_than: self.newer_than,
             message_id,
+            limit: self.limit,
         }
     }
 }

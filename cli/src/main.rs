@@ -5,6 +5,7 @@ mod marketplace;
 mod queues;
 mod stock;
 mod sync;
+mod token;
 mod up;
 mod validate;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Dead letters: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// API tokens for the REST API and the dashboard.
+    #[command(subcommand)]
+    Token(token::Command),
     /// The whole fleet and the marketplace simulator on this machine.
     Up(up::Args),
 }
@@ -77,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Marketplace(command) => marketplace::run(&settings, command).await,
         Command::Queues(args) => queues::run(&settings, args).await,
         Command::Dlq(command) => dlq::run(&settings, command).await,
+        Command::Token(command) => token::run(&settings, command).await,
         Command::Up(args) => up::run(&settings, args).await,
     }
 }

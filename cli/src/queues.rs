@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(
         long,
         env = "RABBITMQ_MANAGEMENT_URL",
-        default_value = "http://guest:guest@127.0.0.1:15672"
+        default_value = queues::DEFAULT_MANAGEMENT_URL
     )]
     management_url: String,
 }

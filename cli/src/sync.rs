@@ -5,9 +5,9 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::time::Duration;
-use stockfleet::bus::{Bus, Envelope, Exchange, Outgoing, Publisher, Topology};
+use stockfleet::bus::{Bus, Exchange, Outgoing, Publisher, Topology};
 use stockfleet::config::Settings;
-use stockfleet::events::{SYNC_REQUEST, SyncRequest, sync_command_key};
+use stockfleet::events::SyncRequest;
 use stockfleet::marketplace::directory::{self, MarketplaceRow};
 use stockfleet::poller::{RunOptions, RunOutcome, SyncType, Syncer, Trigger};
 use stockfleet::reconcile;
@@ -178,10 +178,10 @@ async fn request(
                 days_back,
                 requested_by: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
             };
-            let envelope = Envelope::new(SYNC_REQUEST, &marketplace.code, &request);
+            let (routing_key, envelope) = request.command(&marketplace.code);
             messages.push(Outgoing {
                 exchange: bus.topology.exchange(Exchange::Commands),
-                routing_key: sync_command_key(&marketplace.code, kind.name()),
+                routing_key,
                 message_id: envelope.id.to_string(),
                 headers: Default::default(),
                 body: envelope.to_bytes(),

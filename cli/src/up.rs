@@ -10,11 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use stockfleet::admin::stock::{self, Correction};
+use stockfleet::admin::tokens::{self, Role, TokenError};
 use stockfleet::config::Settings;
 use tokio::process::{Child, Command};
 
 /// The workers, in the order of their health ports.
-const WORKERS: [&str; 4] = ["poller", "locker", "reducer", "publisher"];
+const WORKERS: [&str; 5] = ["poller", "locker", "reducer", "publisher", "api"];
+/// The name of the dashboard token `up` creates (replacing its previous one).
+const TOKEN_NAME: &str = "stockfleet up";
+/// The WooCommerce webhook secret shared by the simulator and the api,
+/// unless WEBHOOK_SECRET_WOOCOMMERCE says otherwise.
+const DEMO_WEBHOOK_SECRET: &str = "sim-webhook-secret";
 /// The simulator's default credentials (docs/simulator.md), as each marketplace row names them.
 const CREDENTIALS: [(&str, &str); 3] = [
     ("BACKMARKET_TOKEN", "bm-sim-token"),
@@ -33,14 +39,19 @@ pub struct Args {
     /// Demo SKUs created (20 units each, every marketplace) when the database has none.
     #[arg(long, default_value_t = 10)]
     demo_skus: u32,
-    /// Health port of the poller; the locker, reducer and publisher take the
-    /// next three. 0: ports the system picks (each worker logs its own).
+    /// Health port of the poller; the locker, reducer, publisher and api take
+    /// the next four. 0: ports the system picks (each worker logs its own).
     #[arg(long, default_value_t = 9101)]
     health_port_base: u16,
+    /// Where the API and dashboard listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api_addr: String,
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     let pool = stockfleet::db::migrate(&settings.database_url).await?;
+    let webhook_secret = std::env::var("WEBHOOK_SECRET_WOOCOMMERCE")
+        .unwrap_or_else(|_| DEMO_WEBHOOK_SECRET.to_owned());
     let dir = sibling_dir()?;
     let mut children = Vec::new();
     let sim = spawn(
@@ -51,9 +62,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     children.push(("sim", sim));
     let control = format!("http://{}/control", args.sim_addr);
-    let listed = seed(&pool, &control, args.demo_skus).await;
-    pool.close().await;
-    let listed = match listed {
+    let listed = match seed(&pool, &control, args.demo_skus).await {
         Ok(listed) => listed,
         Err(error) => {
             stop_all(&mut children).await;
@@ -72,7 +81,9 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
             .env("DATABASE_URL", &settings.database_url)
             .env("AMQP_URL", &settings.amqp_url)
             .env("BUS_PREFIX", &settings.bus_prefix)
-            .env("HEALTH_ADDR", format!("127.0.0.1:{port}"));
+            .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
+            .env("API_ADDR", &args.api_addr)
+            .env("WEBHOOK_SECRET_WOOCOMMERCE", &webhook_secret);
         for (variable, value) in CREDENTIALS {
             if std::env::var_os(variable).is_none() {
                 command.env(variable, value);
@@ -91,10 +102,19 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     }
     let health = match args.health_port_base {
         0 => "on ports each worker logs".to_owned(),
-        base => format!("on 127.0.0.1:{base}-{}", base + 3),
+        base => format!("on 127.0.0.1:{base}-{}", base + 4),
     };
+    let token = match connect_api(&pool, &control, &args.api_addr, &webhook_secret).await {
+        Ok(token) => token,
+        Err(error) => {
+            stop_all(&mut children).await;
+            return Err(error);
+        }
+    };
+    pool.close().await;
     println!(
-        "fleet running: health {health} (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it"
+        "fleet running: dashboard and API at http://{}/ (sign in with {token}), health {health} (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it",
+        args.api_addr
     );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -125,25 +145,50 @@ fn spawn(command: &mut Command, name: &str) -> anyhow::Result<Child> {
     })
 }
 
+/// Waits up to 30 s for `url` to answer over HTTP.
+async fn wait_answering(client: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if client.get(url).send().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{what} did not answer on {url} within 30 s")
+}
+
+/// Waits for the api, points the simulator's WooCommerce webhooks at it and
+/// creates a fresh operator token for the dashboard; returns the token.
+async fn connect_api(
+    pool: &sqlx::PgPool,
+    control: &str,
+    api_addr: &str,
+    webhook_secret: &str,
+) -> anyhow::Result<String> {
+    let client = reqwest::Client::new();
+    wait_answering(&client, &format!("http://{api_addr}/login"), "the api").await?;
+    let hook = json!({
+        "url": format!("http://{api_addr}/webhooks/woocommerce/woocommerce"),
+        "secret": webhook_secret,
+    });
+    client
+        .put(format!("{control}/webhooks/woocommerce"))
+        .json(&hook)
+        .send()
+        .await?
+        .error_for_status()?;
+    match tokens::revoke(pool, TOKEN_NAME).await {
+        Ok(()) | Err(TokenError::Unknown(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    Ok(tokens::create(pool, TOKEN_NAME, Role::Operator).await?)
+}
+
 /// Waits for the simulator, then lists every variation on every simulated
 /// marketplace, first creating demo SKUs when there are none. Returns the
 /// number of listings.
 async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Result<usize> {
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{control}/listings"))
-            .send()
-            .await
-            .is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::ensure!(ready, "the simulator did not answer on {control}");
+    wait_answering(&client, &format!("{control}/listings"), "the simulator").await?;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM variations")
         .fetch_one(pool)
         .await?;

@@ -4,9 +4,11 @@
 //! - [`ledger`]: the locker and reducer over PostgreSQL.
 //! - [`bus`]: RabbitMQ topology, consumer loop, retries, dead letters, outbox.
 //! - [`marketplace`]: the marketplaces table and one HTTP adapter per marketplace.
+//! - [`api`]: the REST API, dashboard and webhook receiver.
 //! - [`worker`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
 
 pub mod admin;
+pub mod api;
 mod buffer_sql;
 pub mod bus;
 pub mod config;

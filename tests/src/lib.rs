@@ -25,7 +25,9 @@ use stockfleet::ledger::Role;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod api;
 mod sim;
+pub use api::ApiServer;
 pub use sim::Sim;
 
 pub const MARKETPLACE: &str = "backmarket";
@@ -518,6 +520,28 @@ impl Observer {
 }
 
 /// Awaits a condition (polling it), failing the test after 120 s.
+/// A TCP port free on this machine a moment ago, for a process that must be
+/// told its address before it starts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Sends SIGTERM to a worker process and asserts it exits 0 within 30 s.
+pub async fn terminate(mut child: tokio::process::Child) {
+    let pid = child.id().expect("running child").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("graceful shutdown within 30 s")
+        .unwrap();
+    assert!(exit.success(), "worker exited with {exit} on SIGTERM");
+}
+
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,

@@ -2,7 +2,7 @@
 
 use stockfleet::bus::QueueSpec;
 use stockfleet::ledger::Role;
-use stockfleet_tests::{TestEnv, created, eventually};
+use stockfleet_tests::{TestEnv, created, eventually, free_port};
 
 #[tokio::test]
 async fn marketplaces_are_listed_and_configured_without_sql() {
@@ -109,10 +109,7 @@ async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
 #[tokio::test]
 async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
     let env = TestEnv::new().await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     for code in ["backmarket", "refurbed", "woocommerce"] {
         let url = format!("http://127.0.0.1:{port}/{code}");
         stdout_of(
@@ -121,10 +118,12 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
         );
     }
     let sim_addr = format!("127.0.0.1:{port}");
+    let api_addr = format!("127.0.0.1:{}", free_port());
     let up = env
         .command("stockfleet")
         .args(["up", "--sim-addr", &sim_addr, "--orders-per-second", "5"])
         .args(["--health-port-base", "0", "--demo-skus", "3"])
+        .args(["--api-addr", &api_addr])
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -140,6 +139,26 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
             > 0
     })
     .await;
+    // WooCommerce orders also arrive through the api's webhook receiver.
+    let http = reqwest::Client::new();
+    eventually("webhooks delivered to the api", || async {
+        let hooks: serde_json::Value = http
+            .get(format!("http://{sim_addr}/control/webhooks/woocommerce"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let delivered = hooks["deliveries"].as_array().map_or(0, |deliveries| {
+            deliveries.iter().filter(|d| d["status"] == 200).count()
+        });
+        delivered >= 2 // the ping and at least one order
+    })
+    .await;
+    let active_token =
+        "SELECT count(*) FROM api_tokens WHERE name = 'stockfleet up' AND revoked_at IS NULL";
+    assert_eq!(env.scalar(active_token).await, 1);
     let pid = up.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")

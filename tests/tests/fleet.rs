@@ -7,7 +7,6 @@ use stockfleet::bus::{Envelope, QueueSpec};
 use stockfleet::domain::OrderStatus::{Cancelled, Shipped};
 use stockfleet_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
 
 async fn wait_consumers(env: &TestEnv, spec: &QueueSpec, count: u32) {
     let queue = env.queue(spec);
@@ -15,20 +14,6 @@ async fn wait_consumers(env: &TestEnv, spec: &QueueSpec, count: u32) {
         env.consumers(&queue).await >= count
     })
     .await;
-}
-
-async fn terminate(mut child: Child) {
-    let pid = child.id().expect("running child").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
-        .await
-        .expect("graceful shutdown within 30 s")
-        .unwrap();
-    assert!(exit.success(), "worker exited with {exit} on SIGTERM");
 }
 
 #[tokio::test]

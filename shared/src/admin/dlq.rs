@@ -34,6 +34,8 @@ pub struct Filter {
     pub newer_than: Option<Duration>,
     /// One message, by its message id.
     pub message_id: Option<String>,
+    /// At most this many, the first found (the dashboard shows a page, not thousands).
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +120,9 @@ async fn walk(
             .message_count();
         let mut left = Vec::new();
         for _ in 0..depth {
+            if filter.limit.is_some_and(|limit| taken.len() >= limit) {
+                break;
+            }
             let Some(message) = channel
                 .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
                 .await?

@@ -1,8 +1,10 @@
-//! Operator actions behind the CLI (and later the API): invariant checks and
+//! Operator actions behind the CLI and the API: invariant checks and
 //! repairs, manual stock corrections.
 
 pub mod dlq;
 pub mod marketplaces;
+pub mod overview;
 pub mod queues;
 pub mod stock;
+pub mod tokens;
 pub mod validate;

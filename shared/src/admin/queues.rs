@@ -9,6 +9,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// RabbitMQ's management API on this machine with the default account.
+pub const DEFAULT_MANAGEMENT_URL: &str = "http://guest:guest@127.0.0.1:15672";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueStats {
     pub name: String,

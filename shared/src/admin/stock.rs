@@ -136,8 +136,31 @@ pub async fn correct(
     Ok(rows.remove(0))
 }
 
+/// Which stock rows to read; `None` filters nothing.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct StockQuery {
+    pub sku: Option<String>,
+    pub marketplace: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
 /// Every marketplace row of a SKU, with what each marketplace is shown.
 pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockError> {
+    let query = StockQuery {
+        sku: Some(sku.to_owned()),
+        ..StockQuery::default()
+    };
+    let rows = rows(pool, &query).await?;
+    if rows.is_empty() {
+        return Err(StockError::UnknownSku(sku.to_owned()));
+    }
+    Ok(rows)
+}
+
+/// Stock rows by SKU then marketplace, with what each marketplace is shown
+/// (at most 500 per call, 100 by default).
+pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRowView>> {
     let rows = sqlx::query(concat!(
         "SELECT s.id, v.sku, m.code, s.listed_stock, s.locked_stock, s.available_stock,
                 s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at, ",
@@ -145,14 +168,15 @@ pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockEr
         " FROM marketplace_stock s
          JOIN variations v ON v.id = s.variation_id
          JOIN marketplaces m ON m.id = s.marketplace_id
-         WHERE v.sku = $1 ORDER BY m.code"
+         WHERE ($1::text IS NULL OR v.sku = $1) AND ($2::text IS NULL OR m.code = $2)
+         ORDER BY v.sku, m.code LIMIT $3 OFFSET $4"
     ))
-    .bind(sku)
+    .bind(&query.sku)
+    .bind(&query.marketplace)
+    .bind(query.limit.unwrap_or(100).clamp(1, 500))
+    .bind(query.offset.unwrap_or(0).max(0))
     .fetch_all(pool)
     .await?;
-    if rows.is_empty() {
-        return Err(StockError::UnknownSku(sku.to_owned()));
-    }
     Ok(rows
         .into_iter()
         .map(|row| {

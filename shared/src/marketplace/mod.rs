@@ -23,6 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use woocommerce::parse_webhook_order;
 
 /// The operations stockfleet needs from a marketplace.
 #[async_trait::async_trait]

@@ -134,6 +134,12 @@ pub(crate) fn parse_order(raw: Value) -> Result<MarketplaceOrder, MarketplaceErr
     })
 }
 
+/// The order a WooCommerce webhook carries (the body is the order as
+/// `GET /orders/{id}` returns it).
+pub fn parse_webhook_order(body: &[u8]) -> Result<MarketplaceOrder, MarketplaceError> {
+    parse_order(decode(body)?)
+}
+
 pub(crate) fn parse_orders(body: &[u8]) -> Result<Vec<MarketplaceOrder>, MarketplaceError> {
     decode::<Vec<Value>>(body)?
         .into_iter()

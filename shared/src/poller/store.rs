@@ -77,6 +77,9 @@ pub async fn store_orders(
 struct Before {
     order_id: i64,
     inserted: bool,
+    /// The stored order is newer than this copy (a late webhook, or a page
+    /// fetched before a concurrent sync stored a later state): keep it.
+    stale: bool,
     status: Option<OrderStatus>,
     items: HashMap<String, StoredItem>,
 }
@@ -103,6 +106,11 @@ async fn store_order(
         .collect();
     let has_unknown_sku = items.iter().any(|item| variation_of(item).is_none());
     let before = upsert_order(&mut *conn, marketplace, order, has_unknown_sku).await?;
+    if before.stale {
+        tracing::info!(marketplace = %marketplace.code, order = %order.external_id,
+            "older copy of an order ignored");
+        return Ok(());
+    }
     upsert_items(&mut *conn, before.order_id, &items, variation_of).await?;
 
     let moved = |item: &&MarketplaceOrderItem| match before.items.get(&item.external_id) {
@@ -215,18 +223,32 @@ async fn upsert_order(
         return Ok(Before {
             order_id,
             inserted: true,
+            stale: false,
             status: None,
             items: HashMap::new(),
         });
     }
     let row = sqlx::query(
-        "SELECT id, status FROM orders WHERE marketplace_id = $1 AND external_id = $2 FOR UPDATE",
+        "SELECT id, status, marketplace_modified_at FROM orders
+         WHERE marketplace_id = $1 AND external_id = $2 FOR UPDATE",
     )
     .bind(marketplace.id)
     .bind(&order.external_id)
     .fetch_one(&mut *conn)
     .await?;
     let order_id: i64 = row.get("id");
+    let stored_at: Option<chrono::DateTime<chrono::Utc>> = row.get("marketplace_modified_at");
+    if let (Some(stored_at), Some(incoming_at)) = (stored_at, order.modified_at)
+        && stored_at > incoming_at
+    {
+        return Ok(Before {
+            order_id,
+            inserted: false,
+            stale: true,
+            status: None,
+            items: HashMap::new(),
+        });
+    }
     sqlx::query(
         "UPDATE orders SET status = $2, raw_status = $3, raw = $4, delivery_note_url = $5,
                 label_url = $6, has_unknown_sku = $7, marketplace_modified_at = $8, updated_at = now()
@@ -245,6 +267,7 @@ async fn upsert_order(
     Ok(Before {
         order_id,
         inserted: false,
+        stale: false,
         status: parse_status(row.get("status")),
         items: stored_items(conn, order_id).await?,
     })

@@ -1,0 +1,289 @@
+//! The operators' dashboard: one server-rendered page (no script) of stock,
+//! active locks, orders, sync status, queues and dead letters, refreshed
+//! every 30 s. Signing in keeps the token in an HttpOnly, SameSite=Strict
+//! cookie that the API accepts for reads only.
+
+use super::auth::COOKIE;
+use super::{Api, ApiError};
+use crate::admin::overview::{self, LockQuery, OrderQuery};
+use crate::admin::stock::{self, StockQuery};
+use crate::admin::tokens::{self, Caller};
+use crate::admin::{dlq, queues};
+use axum::Form;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+pub(super) fn router() -> Router<Api> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5rem;color:#222}
+h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.6rem}
+table{border-collapse:collapse;margin:.3rem 0}td,th{border-bottom:1px solid #ddd;padding:.2rem .6rem;text-align:left}
+th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.num{text-align:right}
+.totals span{display:inline-block;margin-right:1.4rem}form.inline{display:inline}";
+
+fn page(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { (title) " · stockfleet" }
+                    style { (maud::PreEscaped(STYLE)) }
+                }
+                body { (body) }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "–".into())
+}
+
+#[derive(Deserialize)]
+struct DashboardQuery {
+    sku: Option<String>,
+    marketplace: Option<String>,
+}
+
+async fn dashboard(
+    State(api): State<Api>,
+    caller: Result<Caller, ApiError>,
+    Query(query): Query<DashboardQuery>,
+) -> Result<Response, ApiError> {
+    let Ok(caller) = caller else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let totals = overview::totals(&api.db).await?;
+    let stock_rows = stock::rows(
+        &api.db,
+        &StockQuery {
+            sku: query.sku.clone(),
+            marketplace: query.marketplace.clone(),
+            limit: Some(200),
+            offset: None,
+        },
+    )
+    .await?;
+    let locks = overview::locks(
+        &api.db,
+        &LockQuery {
+            marketplace: query.marketplace.clone(),
+            sku: query.sku.clone(),
+            limit: Some(50),
+            ..LockQuery::default()
+        },
+    )
+    .await?;
+    let orders = overview::orders(
+        &api.db,
+        &OrderQuery {
+            marketplace: query.marketplace.clone(),
+            limit: Some(50),
+            ..OrderQuery::default()
+        },
+    )
+    .await?;
+    let syncs = overview::sync_status(&api.db).await?;
+    let codes = api.marketplace_codes().await?;
+    // The broker is shown as unreachable rather than failing the whole page.
+    let queue_stats = queues::stats(&api.bus, &codes, api.options.management_url.as_deref()).await;
+    let first_letters = dlq::Filter {
+        limit: Some(50),
+        ..dlq::Filter::default()
+    };
+    let dead_letters = dlq::list(&api.bus, &codes, &first_letters).await;
+
+    let body = html! {
+        h1 { "stockfleet" }
+        p {
+            "Signed in as " b { (caller.name) } " (" (caller.role) "). "
+            form.inline method="post" action="/logout" { button { "Sign out" } }
+        }
+        form method="get" action="/" {
+            "SKU " input name="sku" value=(query.sku.clone().unwrap_or_default());
+            " marketplace "
+            select name="marketplace" {
+                option value="" { "all" }
+                @for code in &codes {
+                    option value=(code) selected[query.marketplace.as_deref() == Some(code)] { (code) }
+                }
+            }
+            " " button { "Filter" }
+        }
+        p.totals {
+            span { "stock rows " b { (totals.stock_rows) } }
+            span { "listed units " b { (totals.listed_units) } }
+            span { "locked units " b { (totals.locked_units) } }
+            span { "active locks " b { (totals.active_locks) } }
+            span { "open orders " b { (totals.open_orders) } }
+            span { "orders with unknown SKU " b.bad[totals.orders_with_unknown_sku > 0] { (totals.orders_with_unknown_sku) } }
+            span { "outbox backlog " b { (totals.outbox_backlog) } }
+        }
+
+        h2 { "Sync status" }
+        table {
+            tr { th { "marketplace" } th { "type" } th { "last run" } th { "status" } th { "fetched" } th { "created" } th { "updated" } th { "last success" } th { "error" } }
+            @for run in &syncs {
+                tr {
+                    td { (run.marketplace) } td { (run.sync_type) } td { (time(Some(run.started_at))) }
+                    td.ok[run.status == "succeeded"] .bad[run.status == "failed"] { (run.status) }
+                    td.num { (run.fetched) } td.num { (run.created) } td.num { (run.updated) }
+                    td { (time(run.last_success_at)) } td { (run.error_text.clone().unwrap_or_default()) }
+                }
+            }
+        }
+
+        h2 { "Queues" }
+        @match &queue_stats {
+            Ok(stats) => table {
+                tr { th { "queue" } th { "ready" } th { "unacked" } th { "consumers" } }
+                @for queue in stats {
+                    tr {
+                        td { (queue.name) }
+                        td.num .bad[queue.name.ends_with(".dlq") && queue.ready > 0] { (queue.ready) }
+                        td.num { (queue.unacked.map(|n| n.to_string()).unwrap_or_else(|| "–".into())) }
+                        td.num { (queue.consumers) }
+                    }
+                }
+            },
+            Err(error) => p.bad { "broker: " (format!("{error:#}")) },
+        }
+
+        h2 { "Dead letters" }
+        @match &dead_letters {
+            Ok(letters) if letters.is_empty() => p.ok { "none" },
+            Ok(letters) => {
+                p { "The first " (letters.len()) " (queue depths above count them all); replay with " code { "stockfleet dlq replay" } " or " code { "POST /api/v1/dlq/replay" } "." }
+                table {
+                    tr { th { "queue" } th { "kind" } th { "marketplace" } th { "error" } th { "attempts" } th { "last failure" } th { "message" } }
+                    @for letter in letters {
+                        tr {
+                            td { (letter.queue) } td { (letter.error_kind) } td { (letter.marketplace) }
+                            td.bad { (letter.error) } td.num { (letter.attempts) }
+                            td { (letter.last_failure.clone().unwrap_or_default()) } td { code { (letter.message_id) } }
+                        }
+                    }
+                }
+            },
+            Err(error) => p.bad { "broker: " (format!("{error:#}")) },
+        }
+
+        h2 { "Active stock locks (oldest first)" }
+        table {
+            tr { th { "marketplace" } th { "SKU" } th { "order" } th { "item" } th { "quantity" } th { "locked at" } }
+            @for lock in &locks {
+                tr {
+                    td { (lock.marketplace) } td { (lock.sku) } td { (lock.order_id) } td { (lock.item_id) }
+                    td.num { (lock.quantity) } td { (time(lock.locked_at)) }
+                }
+            }
+        }
+
+        h2 { "Stock" }
+        table {
+            tr { th { "SKU" } th { "marketplace" } th { "listed" } th { "locked" } th { "available" } th { "shown (buffered)" } th { "last pushed" } th { "pushed at" } }
+            @for row in &stock_rows {
+                @let behind = row.stock_known && row.last_api_quantity != Some(row.buffered as i32);
+                tr {
+                    td { (row.sku) } td { (row.marketplace) }
+                    td.num { (row.listed) } td.num { (row.locked) } td.num { (row.available) }
+                    td.num { (row.buffered) @if !row.stock_known { " (stock unknown)" } }
+                    td.num .bad[behind] { (row.last_api_quantity.map(|q| q.to_string()).unwrap_or_else(|| "–".into())) }
+                    td { (row.last_synced_at.clone().unwrap_or_default()) }
+                }
+            }
+        }
+
+        h2 { "Recent orders" }
+        table {
+            tr { th { "marketplace" } th { "order" } th { "status" } th { "raw status" } th { "items" } th { "units" } th { "updated" } }
+            @for order in &orders {
+                tr {
+                    td { (order.marketplace) } td { (order.order_id) }
+                    td { (order.status.clone().unwrap_or_else(|| "unknown".into())) }
+                    td { (order.raw_status) } td.num { (order.items) } td.num { (order.units) }
+                    td { (time(Some(order.updated_at))) @if order.has_unknown_sku { span.bad { " unknown SKU" } } }
+                }
+            }
+        }
+    };
+    let mut response = page("Dashboard", body).into_response();
+    response
+        .headers_mut()
+        .insert(header::REFRESH, header::HeaderValue::from_static("30"));
+    Ok(response)
+}
+
+fn login_form(problem: Option<&str>) -> Html<String> {
+    page(
+        "Sign in",
+        html! {
+            h1 { "stockfleet" }
+            @if let Some(problem) = problem { p.bad { (problem) } }
+            form method="post" action="/login" {
+                label { "API token " input type="password" name="token" autocomplete="off" autofocus; }
+                " " button { "Sign in" }
+            }
+            p { "Create a token with " code { "stockfleet token create --name <you> --role viewer" } "." }
+        },
+    )
+}
+
+async fn login_page() -> Html<String> {
+    login_form(None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// `Secure` when the request reached us over HTTPS (directly or through a proxy).
+fn cookie_attributes(headers: &HeaderMap) -> &'static str {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    if https {
+        "Path=/; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Strict"
+    }
+}
+
+async fn login(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let token = form.token.trim();
+    if tokens::authenticate(&api.db, token).await?.is_none() {
+        return Ok((
+            axum::http::StatusCode::UNAUTHORIZED,
+            login_form(Some("That token is not valid (or was revoked).")),
+        )
+            .into_response());
+    }
+    let cookie = format!("{COOKIE}={token}; {}", cookie_attributes(&headers));
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+}
+
+async fn logout(headers: HeaderMap) -> Response {
+    let cookie = format!("{COOKIE}=; Max-Age=0; {}", cookie_attributes(&headers));
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}

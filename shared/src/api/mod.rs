@@ -1,0 +1,119 @@
+//! stockfleet-api: the operators' REST API (bearer tokens with roles), the
+//! HTML dashboard, and the WooCommerce webhook receiver.
+//!
+//! - [`routes`]: JSON under `/api/v1`, over the same operator actions as the CLI.
+//! - [`dashboard`]: server-rendered pages, signed in with a token kept in a cookie.
+//! - [`webhook`]: HMAC-verified WooCommerce order webhooks, stored through the
+//!   poller's path so they cause the same events.
+//!
+//! Writes go through the database and the outbox (sync requests included), so
+//! a request that answered 2xx has its effect even if the process dies next.
+
+mod auth;
+mod dashboard;
+mod error;
+mod routes;
+mod webhook;
+
+use crate::bus::Bus;
+use crate::marketplace::directory::MarketplaceDirectory;
+use crate::worker::Worker;
+use anyhow::Context;
+use axum::Router;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+/// How the API behaves beyond its connections.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// RabbitMQ's management API, for unacknowledged counts in queue stats.
+    pub management_url: Option<String>,
+    /// A lock older than this is reported by validation as stale.
+    pub stale_lock_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            management_url: None,
+            stale_lock_after: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What every handler reaches: cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    db: PgPool,
+    bus: Arc<Bus>,
+    marketplaces: Arc<MarketplaceDirectory>,
+    options: Arc<Options>,
+}
+
+impl Api {
+    pub fn new(db: PgPool, bus: Arc<Bus>, options: Options) -> Self {
+        Self {
+            marketplaces: Arc::new(MarketplaceDirectory::new(db.clone())),
+            db,
+            bus,
+            options: Arc::new(options),
+        }
+    }
+
+    /// Every marketplace code, for the per-marketplace queues.
+    async fn marketplace_codes(&self) -> sqlx::Result<Vec<String>> {
+        Ok(crate::marketplace::directory::load_all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| m.code)
+            .collect())
+    }
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .merge(routes::router())
+        .merge(dashboard::router())
+        .merge(webhook::router())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(api)
+}
+
+/// Serves the API on `addr` until `shutdown`; requests under way are finished.
+/// Returns the bound address and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    api: Api,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (API_ADDR)"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, "serving the API and dashboard");
+    let app = router(api);
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "API server stopped");
+        }
+    });
+    Ok((bound, server))
+}
+
+/// The api worker: serves until SIGTERM, finishes requests under way, then
+/// lets the outbox relay drain.
+pub async fn run(worker: Worker, addr: SocketAddr, options: Options) -> anyhow::Result<()> {
+    let api = Api::new(worker.db.clone(), worker.bus.clone(), options);
+    let (_, server) = serve(addr, api, worker.shutdown.clone()).await?;
+    let served = server.await.context("API server task");
+    worker.stop(served).await
+}

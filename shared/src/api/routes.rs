@@ -1,0 +1,329 @@
+//! `/api/v1`: JSON over the operator actions the CLI has. Reads need the
+//! viewer role; stock corrections, sync requests and dead-letter replays the
+//! operator role; purges the admin role.
+
+use super::auth::require;
+use super::{Api, ApiError};
+use crate::admin::overview::{self, LockQuery, OrderQuery, SyncRunQuery};
+use crate::admin::stock::{self, Correction, StockQuery};
+use crate::admin::tokens::{Caller, Role};
+use crate::admin::{dlq, marketplaces, queues, validate};
+use crate::bus::outbox::{self, OutboxMessage};
+use crate::events::{SYNC_TYPES, SyncRequest};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+type Answer = Result<Json<Value>, ApiError>;
+
+fn answer(value: impl serde::Serialize) -> Answer {
+    Ok(Json(
+        serde_json::to_value(value).map_err(anyhow::Error::from)?,
+    ))
+}
+
+pub(super) fn router() -> Router<Api> {
+    Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/stock", get(stock_rows))
+        .route("/api/v1/stock/{sku}", get(stock_of_sku))
+        .route("/api/v1/stock/{sku}/history", get(history))
+        .route("/api/v1/stock/{sku}/{marketplace}", post(correct))
+        .route("/api/v1/locks", get(locks))
+        .route("/api/v1/orders", get(orders))
+        .route("/api/v1/sync", get(sync_status).post(request_sync))
+        .route("/api/v1/sync/runs", get(sync_runs))
+        .route("/api/v1/marketplaces", get(marketplace_list))
+        .route("/api/v1/queues", get(queue_stats))
+        .route("/api/v1/dlq", get(dead_letters))
+        .route("/api/v1/dlq/replay", post(replay))
+        .route("/api/v1/dlq/purge", post(purge))
+        .route("/api/v1/validate", get(validation))
+}
+
+async fn whoami(caller: Caller) -> Answer {
+    answer(json!({ "name": caller.name, "role": caller.role }))
+}
+
+async fn stock_rows(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(query): Query<StockQuery>,
+) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(stock::rows(&api.db, &query).await?)
+}
+
+async fn stock_of_sku(State(api): State<Api>, caller: Caller, Path(sku): Path<String>) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(stock::show(&api.db, &sku).await?)
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    marketplace: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(sku): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Answer {
+    require(&caller, Role::Viewer)?;
+    let rows = overview::history(&api.db, &sku, query.marketplace.as_deref(), query.limit).await?;
+    answer(rows)
+}
+
+/// `{"set": 12, "reason": "counted"}` or `{"adjust": -2, "reason": "damaged"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionRequest {
+    set: Option<i32>,
+    adjust: Option<i32>,
+    reason: String,
+}
+
+async fn correct(
+    State(api): State<Api>,
+    caller: Caller,
+    Path((sku, marketplace)): Path<(String, String)>,
+    Json(request): Json<CorrectionRequest>,
+) -> Answer {
+    require(&caller, Role::Operator)?;
+    let correction = match (request.set, request.adjust) {
+        (Some(listed), None) => Correction::Set(listed),
+        (None, Some(delta)) => Correction::Adjust(delta),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of \"set\" (a counted quantity) or \"adjust\" (units to add or remove)"
+                    .into(),
+            ));
+        }
+    };
+    let actor = format!("api:{}", caller.name);
+    let row = stock::correct(
+        &api.db,
+        &sku,
+        &marketplace,
+        correction,
+        &actor,
+        &request.reason,
+    )
+    .await?;
+    answer(row)
+}
+
+async fn locks(State(api): State<Api>, caller: Caller, Query(query): Query<LockQuery>) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(overview::locks(&api.db, &query).await?)
+}
+
+async fn orders(State(api): State<Api>, caller: Caller, Query(query): Query<OrderQuery>) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(overview::orders(&api.db, &query).await?)
+}
+
+async fn sync_status(State(api): State<Api>, caller: Caller) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(overview::sync_status(&api.db).await?)
+}
+
+async fn sync_runs(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(query): Query<SyncRunQuery>,
+) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(overview::sync_runs(&api.db, &query).await?)
+}
+
+/// `{"marketplace": "backmarket" | "all", "type": "new" | … | "stock" | "all",
+/// "force": false, "days_back": null}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncRequestBody {
+    marketplace: String,
+    #[serde(rename = "type")]
+    sync_type: String,
+    #[serde(default)]
+    force: bool,
+    days_back: Option<u32>,
+}
+
+/// Queues `sync.<mp>.<type>` commands for the running fleet, through the
+/// outbox: 202 means they will be delivered.
+async fn request_sync(
+    State(api): State<Api>,
+    caller: Caller,
+    Json(body): Json<SyncRequestBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&caller, Role::Operator)?;
+    let known = api.marketplace_codes().await?;
+    let marketplaces: Vec<&String> = known
+        .iter()
+        .filter(|code| body.marketplace == "all" || **code == body.marketplace)
+        .collect();
+    if marketplaces.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "unknown marketplace {:?}; known: {}",
+            body.marketplace,
+            known.join(", ")
+        )));
+    }
+    let types: Vec<&str> = match body.sync_type.as_str() {
+        "all" => SYNC_TYPES.to_vec(),
+        wanted => SYNC_TYPES
+            .into_iter()
+            .filter(|known| *known == wanted)
+            .collect(),
+    };
+    if types.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "unknown sync type {:?}; use {} or all",
+            body.sync_type,
+            SYNC_TYPES.join(", ")
+        )));
+    }
+    let mut messages = Vec::new();
+    for marketplace in &marketplaces {
+        for sync_type in &types {
+            let request = SyncRequest {
+                sync_type: (*sync_type).to_owned(),
+                force: body.force,
+                days_back: body.days_back,
+                requested_by: format!("api:{}", caller.name),
+            };
+            let (routing_key, envelope) = request.command(marketplace);
+            messages.push(OutboxMessage::command(routing_key, envelope, None));
+        }
+    }
+    let mut tx = api.db.begin().await?;
+    outbox::enqueue(&mut tx, &messages).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "queued": messages.len() })),
+    ))
+}
+
+async fn marketplace_list(State(api): State<Api>, caller: Caller) -> Answer {
+    require(&caller, Role::Viewer)?;
+    answer(marketplaces::list(&api.db).await?)
+}
+
+async fn queue_stats(State(api): State<Api>, caller: Caller) -> Answer {
+    require(&caller, Role::Viewer)?;
+    let codes = api.marketplace_codes().await?;
+    answer(queues::stats(&api.bus, &codes, api.options.management_url.as_deref()).await?)
+}
+
+/// Dead-letter filters, as query parameters or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterFilter {
+    queue: Option<String>,
+    marketplace: Option<String>,
+    kind: Option<String>,
+    /// 30s, 10m, 2h, 1d.
+    older_than: Option<String>,
+    newer_than: Option<String>,
+    message_id: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl DeadLetterFilter {
+    fn filter(self) -> Result<dlq::Filter, ApiError> {
+        let age = |text: Option<String>| {
+            text.map(|text| dlq::parse_age(&text).map_err(ApiError::BadRequest))
+                .transpose()
+        };
+        Ok(dlq::Filter {
+            queue: self.queue,
+            marketplace: self.marketplace,
+            kind: self.kind,
+            older_than: age(self.older_than)?,
+            newer_than: age(self.newer_than)?,
+            message_id: self.message_id,
+            limit: self.limit,
+        })
+    }
+}
+
+async fn dead_letters(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(query): Query<DeadLetterFilter>,
+) -> Answer {
+    require(&caller, Role::Viewer)?;
+    let codes = api.marketplace_codes().await?;
+    answer(dlq::list(&api.bus, &codes, &query.filter()?).await?)
+}
+
+async fn replay(
+    State(api): State<Api>,
+    caller: Caller,
+    Json(body): Json<DeadLetterFilter>,
+) -> Answer {
+    settle_dead_letters(&api, &caller, body, Settle::Replay).await
+}
+
+async fn purge(
+    State(api): State<Api>,
+    caller: Caller,
+    Json(body): Json<DeadLetterFilter>,
+) -> Answer {
+    settle_dead_letters(&api, &caller, body, Settle::Purge).await
+}
+
+#[derive(Clone, Copy)]
+enum Settle {
+    /// Back on the queue that dead-lettered them (operators).
+    Replay,
+    /// Deleted (admins).
+    Purge,
+}
+
+async fn settle_dead_letters(
+    api: &Api,
+    caller: &Caller,
+    body: DeadLetterFilter,
+    settle: Settle,
+) -> Answer {
+    require(
+        caller,
+        match settle {
+            Settle::Replay => Role::Operator,
+            Settle::Purge => Role::Admin,
+        },
+    )?;
+    let codes = api.marketplace_codes().await?;
+    let dry_run = body.dry_run;
+    let filter = body.filter()?;
+    let settled = match settle {
+        Settle::Replay => dlq::replay(&api.bus, &codes, &filter, dry_run).await?,
+        Settle::Purge => dlq::purge(&api.bus, &codes, &filter, dry_run).await?,
+    };
+    let action = match settle {
+        Settle::Replay => "replayed",
+        Settle::Purge => "purged",
+    };
+    tracing::info!(caller = %caller.name, count = settled.len(), dry_run, action, "dead letters settled");
+    answer(json!({ "dry_run": dry_run, "count": settled.len(), "messages": settled }))
+}
+
+async fn validation(State(api): State<Api>, caller: Caller) -> Answer {
+    require(&caller, Role::Viewer)?;
+    let report = validate::validate(&api.db, api.options.stale_lock_after).await?;
+    answer(json!({
+        "clean": report.is_clean(),
+        "violations": report.violations,
+        "findings": report.findings,
+    }))
+}
