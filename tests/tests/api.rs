@@ -120,6 +120,18 @@ async fn tokens_and_roles_guard_every_change() {
     assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(env.levels("API-1").await, (15, 0, 15));
 
+    // Requests are counted by route template, never by raw path.
+    let metrics = stockfleet::telemetry::metrics().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("stockfleet_http_requests_total")
+                && line.contains(r#"route="/api/v1/stock/{sku}/{marketplace}""#)
+                && line.contains(r#"status="403""#)),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("API-1"), "no SKU in a label");
+
     tokens::revoke(&env.db, "otto").await.unwrap();
     assert_eq!(
         api.get("/api/v1/whoami", &operator).await.0,

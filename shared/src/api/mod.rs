@@ -20,10 +20,11 @@ use crate::marketplace::directory::MarketplaceDirectory;
 use crate::worker::Worker;
 use anyhow::Context;
 use axum::Router;
+use axum::extract::MatchedPath;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -81,8 +82,29 @@ pub fn router(api: Api) -> Router {
         .merge(routes::router())
         .merge(dashboard::router())
         .merge(webhook::router())
+        .route_layer(axum::middleware::from_fn(measure))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(api)
+}
+
+/// Counts every request by route template (never the raw path, whose SKUs
+/// and ids would make unbounded label values) and times it.
+async fn measure(
+    route: MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = route.as_str().to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("stockfleet_http_request_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("stockfleet_http_requests_total",
+        "route" => route, "method" => method, "status" => status)
+    .increment(1);
+    response
 }
 
 /// Serves the API on `addr` until `shutdown`; requests under way are finished.

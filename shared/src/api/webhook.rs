@@ -73,7 +73,7 @@ async fn receive(
     })?;
     let signature = header(&headers, "x-wc-webhook-signature").unwrap_or_default();
     if !signed(&body, signature, &secret) {
-        metrics::counter!("webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "signature").increment(1);
+        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "signature").increment(1);
         tracing::warn!(marketplace = %code, "webhook with a bad signature refused");
         return Err(ApiError::Unauthenticated);
     }
@@ -84,12 +84,12 @@ async fn receive(
         return Ok(Json(json!({ "ignored": topic })));
     }
     let order = parse_webhook_order(&body).map_err(|error| {
-        metrics::counter!("webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "body").increment(1);
+        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "body").increment(1);
         tracing::warn!(marketplace = %code, topic, delivery, %error, "webhook body refused");
         ApiError::BadRequest(format!("not a WooCommerce order: {error}"))
     })?;
     let counts = store::store_orders(&api.db, &marketplace, std::slice::from_ref(&order)).await?;
-    metrics::counter!("webhooks_received_total", "marketplace" => code.clone(), "topic" => topic.to_owned()).increment(1);
+    metrics::counter!("stockfleet_webhooks_received_total", "marketplace" => code.clone(), "topic" => topic.to_owned()).increment(1);
     tracing::info!(marketplace = %code, topic, delivery, order = %order.external_id,
         created = counts.created, updated = counts.updated, events = counts.events, "webhook stored");
     Ok(Json(json!({
