@@ -38,7 +38,14 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        ApiError::Internal(error.into())
+        match &error {
+            // A CHECK constraint refused a value the caller gave.
+            sqlx::Error::Database(db) if db.is_check_violation() => ApiError::BadRequest(format!(
+                "value out of range ({})",
+                db.constraint().unwrap_or("a CHECK constraint")
+            )),
+            _ => ApiError::Internal(error.into()),
+        }
     }
 }
 
@@ -72,5 +79,45 @@ impl IntoResponse for ApiError {
         } else {
             (status, body).into_response()
         }
+    }
+}
+
+/// `Json<T>` whose refusal (bad JSON, a missing or unknown field, a wrong
+/// content type) is answered like every other error: 422 with `{"error"}`.
+pub(super) struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(value)| JsonBody(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// `Query<T>` refused the same way.
+pub(super) struct QueryParams<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| QueryParams(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }

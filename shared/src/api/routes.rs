@@ -3,6 +3,7 @@
 //! operator role; purges the admin role.
 
 use super::auth::require;
+use super::error::{JsonBody, QueryParams};
 use super::{Api, ApiError};
 use crate::admin::overview::{self, LockQuery, OrderQuery, SyncRunQuery};
 use crate::admin::stock::{self, Correction, StockQuery};
@@ -10,9 +11,9 @@ use crate::admin::tokens::{Caller, Role};
 use crate::admin::{dlq, marketplaces, queues, validate};
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::events::{SYNC_TYPES, SyncRequest};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +38,7 @@ pub(super) fn router() -> Router<Api> {
         .route("/api/v1/sync", get(sync_status).post(request_sync))
         .route("/api/v1/sync/runs", get(sync_runs))
         .route("/api/v1/marketplaces", get(marketplace_list))
+        .route("/api/v1/marketplaces/{code}", patch(change_marketplace))
         .route("/api/v1/queues", get(queue_stats))
         .route("/api/v1/dlq", get(dead_letters))
         .route("/api/v1/dlq/replay", post(replay))
@@ -51,7 +53,7 @@ async fn whoami(caller: Caller) -> Answer {
 async fn stock_rows(
     State(api): State<Api>,
     caller: Caller,
-    Query(query): Query<StockQuery>,
+    QueryParams(query): QueryParams<StockQuery>,
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     answer(stock::rows(&api.db, &query).await?)
@@ -72,7 +74,7 @@ async fn history(
     State(api): State<Api>,
     caller: Caller,
     Path(sku): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    QueryParams(query): QueryParams<HistoryQuery>,
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     let rows = overview::history(&api.db, &sku, query.marketplace.as_deref(), query.limit).await?;
@@ -92,7 +94,7 @@ async fn correct(
     State(api): State<Api>,
     caller: Caller,
     Path((sku, marketplace)): Path<(String, String)>,
-    Json(request): Json<CorrectionRequest>,
+    JsonBody(request): JsonBody<CorrectionRequest>,
 ) -> Answer {
     require(&caller, Role::Operator)?;
     let correction = match (request.set, request.adjust) {
@@ -118,12 +120,20 @@ async fn correct(
     answer(row)
 }
 
-async fn locks(State(api): State<Api>, caller: Caller, Query(query): Query<LockQuery>) -> Answer {
+async fn locks(
+    State(api): State<Api>,
+    caller: Caller,
+    QueryParams(query): QueryParams<LockQuery>,
+) -> Answer {
     require(&caller, Role::Viewer)?;
     answer(overview::locks(&api.db, &query).await?)
 }
 
-async fn orders(State(api): State<Api>, caller: Caller, Query(query): Query<OrderQuery>) -> Answer {
+async fn orders(
+    State(api): State<Api>,
+    caller: Caller,
+    QueryParams(query): QueryParams<OrderQuery>,
+) -> Answer {
     require(&caller, Role::Viewer)?;
     answer(overview::orders(&api.db, &query).await?)
 }
@@ -136,7 +146,7 @@ async fn sync_status(State(api): State<Api>, caller: Caller) -> Answer {
 async fn sync_runs(
     State(api): State<Api>,
     caller: Caller,
-    Query(query): Query<SyncRunQuery>,
+    QueryParams(query): QueryParams<SyncRunQuery>,
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     answer(overview::sync_runs(&api.db, &query).await?)
@@ -160,7 +170,7 @@ struct SyncRequestBody {
 async fn request_sync(
     State(api): State<Api>,
     caller: Caller,
-    Json(body): Json<SyncRequestBody>,
+    JsonBody(body): JsonBody<SyncRequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require(&caller, Role::Operator)?;
     let known = api.marketplace_codes().await?;
@@ -216,6 +226,53 @@ async fn marketplace_list(State(api): State<Api>, caller: Caller) -> Answer {
     answer(marketplaces::list(&api.db).await?)
 }
 
+/// Fields to change; absent ones keep their value. The rate limit is given
+/// whole: `rate_limit_requests` per `rate_limit_window_seconds`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarketplaceChangeBody {
+    base_url: Option<String>,
+    sync_enabled: Option<bool>,
+    order_poll_interval_seconds: Option<i32>,
+    sync_offset_minutes: Option<i32>,
+    rate_limit_requests: Option<i32>,
+    rate_limit_window_seconds: Option<i32>,
+    default_buffer_percentage: Option<f64>,
+}
+
+/// The running fleet follows the change without a restart (the poller and
+/// publisher re-read the table).
+async fn change_marketplace(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(code): Path<String>,
+    JsonBody(body): JsonBody<MarketplaceChangeBody>,
+) -> Answer {
+    require(&caller, Role::Admin)?;
+    let rate_limit = match (body.rate_limit_requests, body.rate_limit_window_seconds) {
+        (Some(requests), Some(window)) => Some((requests, window)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give rate_limit_requests and rate_limit_window_seconds together".into(),
+            ));
+        }
+    };
+    let change = marketplaces::MarketplaceChange {
+        base_url: body.base_url,
+        sync_enabled: body.sync_enabled,
+        order_poll_interval_seconds: body.order_poll_interval_seconds,
+        sync_offset_minutes: body.sync_offset_minutes,
+        rate_limit,
+        default_buffer_percentage: body.default_buffer_percentage,
+    };
+    let changed = marketplaces::set(&api.db, &code, &change)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown marketplace {code:?}")))?;
+    tracing::info!(caller = %caller.name, marketplace = %code, "marketplace changed");
+    answer(changed)
+}
+
 async fn queue_stats(State(api): State<Api>, caller: Caller) -> Answer {
     require(&caller, Role::Viewer)?;
     let codes = api.marketplace_codes().await?;
@@ -259,7 +316,7 @@ impl DeadLetterFilter {
 async fn dead_letters(
     State(api): State<Api>,
     caller: Caller,
-    Query(query): Query<DeadLetterFilter>,
+    QueryParams(query): QueryParams<DeadLetterFilter>,
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     let codes = api.marketplace_codes().await?;
@@ -269,7 +326,7 @@ async fn dead_letters(
 async fn replay(
     State(api): State<Api>,
     caller: Caller,
-    Json(body): Json<DeadLetterFilter>,
+    JsonBody(body): JsonBody<DeadLetterFilter>,
 ) -> Answer {
     settle_dead_letters(&api, &caller, body, Settle::Replay).await
 }
@@ -277,7 +334,7 @@ async fn replay(
 async fn purge(
     State(api): State<Api>,
     caller: Caller,
-    Json(body): Json<DeadLetterFilter>,
+    JsonBody(body): JsonBody<DeadLetterFilter>,
 ) -> Answer {
     settle_dead_letters(&api, &caller, body, Settle::Purge).await
 }
