@@ -240,14 +240,12 @@ async fn any_exit(children: &mut [(&'static str, Child)]) -> (&'static str, Stri
     futures::future::select_all(waits).await.0
 }
 
-/// Asks every child to stop (SIGTERM; SIGINT for the simulator, which
-/// stops on that), then waits for each; true when all exited 0.
+/// Asks every child to stop (SIGTERM), then waits for each; true when all exited 0.
 async fn stop_all(children: &mut [(&'static str, Child)]) -> bool {
-    for (name, child) in children.iter() {
+    for (_, child) in children.iter() {
         if let Some(pid) = child.id() {
-            let signal = if *name == "sim" { "-INT" } else { "-TERM" };
             let _ = std::process::Command::new("kill")
-                .args([signal, &pid.to_string()])
+                .args(["-TERM", &pid.to_string()])
                 .status();
         }
     }

@@ -110,7 +110,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let sim = stockfleet_sim::start(config).await?;
     tracing::info!(addr = %sim.addr(), "stockfleet-sim ready; control API at {}", sim.control_url());
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM (containers, `stockfleet up`) or SIGINT (a terminal) stops it cleanly.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        signalled = tokio::signal::ctrl_c() => signalled?,
+    }
     sim.shutdown().await;
     Ok(())
 }

@@ -149,10 +149,12 @@ async fn dashboard(
         }
 
         h2 { "Queues" }
+        p { "Retry queues are listed while they hold messages." }
         @match &queue_stats {
             Ok(stats) => table {
                 tr { th { "queue" } th { "ready" } th { "unacked" } th { "consumers" } }
-                @for queue in stats {
+                // Empty retry queues are noise; one holding messages is news.
+                @for queue in stats.iter().filter(|q| !q.name.contains(".retry.") || q.ready > 0) {
                     tr {
                         td { (queue.name) }
                         td.num .bad[queue.name.ends_with(".dlq") && queue.ready > 0] { (queue.ready) }
