@@ -26,6 +26,9 @@ pub enum Command {
         /// The publisher's limit, as REQUESTS/SECONDS (e.g. 20/10).
         #[arg(long)]
         rate_limit: Option<String>,
+        /// Cap on quantity updates as UPDATES/SECONDS (Back Market: 2000/3600), or `none`.
+        #[arg(long)]
+        quantity_updates: Option<String>,
         /// Default safety buffer of the marketplace's rows, in percent.
         #[arg(long)]
         buffer_percentage: Option<f64>,
@@ -43,6 +46,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             poll_seconds,
             offset_minutes,
             rate_limit,
+            quantity_updates,
             buffer_percentage,
         } => {
             let change = MarketplaceChange {
@@ -51,6 +55,11 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                 order_poll_interval_seconds: poll_seconds,
                 sync_offset_minutes: offset_minutes,
                 rate_limit: rate_limit.as_deref().map(parse_rate).transpose()?,
+                quantity_updates: match quantity_updates.as_deref() {
+                    None => None,
+                    Some("none") => Some(None),
+                    Some(cap) => Some(Some(parse_rate(cap)?)),
+                },
                 default_buffer_percentage: buffer_percentage,
             };
             match marketplaces::set(&pool, &code, &change)
@@ -77,12 +86,15 @@ fn parse_rate(text: &str) -> anyhow::Result<(i32, i32)> {
 
 fn print(rows: &[MarketplaceView]) {
     println!(
-        "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>7}  base URL (credential from)",
-        "id", "code", "kind", "syncing", "poll s", "recon h+m", "limit", "buffer"
+        "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>11} {:>7}  base URL (credential from)",
+        "id", "code", "kind", "syncing", "poll s", "recon h+m", "limit", "updates cap", "buffer"
     );
     for m in rows {
+        let cap = m.quantity_update_limit.map_or("-".to_owned(), |limit| {
+            format!("{limit}/{}s", m.quantity_update_window_seconds)
+        });
         println!(
-            "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>6}%  {} (${})",
+            "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>11} {:>6}%  {} (${})",
             m.id,
             m.code,
             m.kind,
@@ -90,6 +102,7 @@ fn print(rows: &[MarketplaceView]) {
             m.order_poll_interval_seconds,
             format!("{}h+{}m", m.sync_interval_hours, m.sync_offset_minutes),
             format!("{}/{}s", m.rate_limit_requests, m.rate_limit_window_seconds),
+            cap,
             m.default_buffer_percentage,
             m.base_url,
             m.credential_env

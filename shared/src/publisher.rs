@@ -20,8 +20,11 @@
 //!   late poll never dead-letters it.
 //! - **Rate limit.** Every HTTP call waits at the marketplace's
 //!   [`RateGate`] (from `marketplaces.rate_limit_*`); a 429 closes the gate
-//!   for its Retry-After. Each publisher queue has a single active consumer,
-//!   so however many publisher processes run, one gate paces a marketplace.
+//!   for its Retry-After. A marketplace that also caps quantity updates
+//!   (`marketplaces.quantity_update_*`, Back Market's ~2,000 an hour) has a
+//!   second gate, a budget, in front of each quantity write. Each publisher
+//!   queue has a single active consumer, so however many publisher processes
+//!   run, one set of gates paces a marketplace.
 //! - **Failures.** Transient errors are retried in process ([`crate::retry`]);
 //!   if they persist the message goes to the retry queues, then the
 //!   dead-letter queue. After one call gave up transiently, the rest of the
@@ -278,6 +281,8 @@ pub struct PublisherHandler {
     pool: PgPool,
     marketplace: MarketplaceRow,
     adapter: Arc<dyn Marketplace>,
+    /// The marketplace's cap on quantity updates, if it has one.
+    quantity_budget: Option<RateGate>,
     last_poll_request: Mutex<Option<Instant>>,
 }
 
@@ -318,11 +323,19 @@ impl PublisherHandler {
             marketplace.rate_limit_requests.max(1) as u32,
             Duration::from_secs(marketplace.rate_limit_window_seconds.max(1) as u64),
         )));
+        let quantity_budget = marketplace.quantity_update_limit.map(|limit| {
+            RateGate::budget(
+                &marketplace.code,
+                limit.max(1) as u32,
+                Duration::from_secs(marketplace.quantity_update_window_seconds.max(1) as u64),
+            )
+        });
         let adapter = crate::marketplace::connect(config)?;
         Ok(Self {
             pool,
             marketplace,
             adapter,
+            quantity_budget,
             last_poll_request: Mutex::new(None),
         })
     }
@@ -455,6 +468,9 @@ impl PublisherHandler {
                 "increase of {} on {code} to {target} waits for a fresh new-orders poll",
                 row.sku
             )));
+        }
+        if let Some(budget) = &self.quantity_budget {
+            budget.wait().await;
         }
         self.call("set_listing_quantity", || {
             self.adapter.set_listing_quantity(&row.sku, row.target)

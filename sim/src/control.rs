@@ -356,7 +356,7 @@ async fn set_rate_limits(
     Path(code): Path<String>,
     Json(limits): Json<Limits>,
 ) -> Response {
-    let zero = [limits.general, limits.listings]
+    let zero = [limits.general, limits.listings, limits.quantity_updates]
         .into_iter()
         .flatten()
         .any(|l| l.requests == 0 || l.window_ms == 0);

@@ -51,8 +51,10 @@ async fn guard_request(State(guard): State<Guard>, request: Request, next: Next)
 
 async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
     let mp = guard.mp;
-    let listing_path = mp.is_listing_path(request.uri().path());
-    let admission = guard.sim.lock().admit(mp, listing_path);
+    let path = request.uri().path();
+    let listing_path = mp.is_listing_path(path);
+    let quantity_write = mp.is_quantity_write(request.method().as_str(), path);
+    let admission = guard.sim.lock().admit(mp, listing_path, quantity_write);
     let Admission::Pass {
         latency,
         hang,

@@ -88,9 +88,24 @@ impl Marketplace {
         }
     }
 
+    /// The requests that update a listing's quantity (one SKU line each).
+    pub fn is_quantity_write(self, method: &str, path: &str) -> bool {
+        match self {
+            Marketplace::BackMarket => method == "POST" && path.starts_with("/ws/listings/"),
+            Marketplace::Refurbed => {
+                path.ends_with("OfferService/UpdateOffer")
+                    || path.ends_with("OfferService/BatchUpdateOffers")
+            }
+            Marketplace::WooCommerce => {
+                matches!(method, "POST" | "PUT" | "PATCH")
+                    && path.starts_with("/wp-json/wc/v3/products")
+            }
+        }
+    }
+
     /// Defaults from marketplace-apis.md: Back Market 200 per 10 s, 20 per
-    /// 10 s on listings; Refurbed's numbers are not published (100 per 10 s
-    /// here); WooCommerce core has none.
+    /// 10 s on listings and about 2,000 listing updates an hour; Refurbed's
+    /// numbers are not published (100 per 10 s here); WooCommerce core has none.
     pub fn default_limits(self) -> Limits {
         let per_10s = |requests| {
             Some(RateLimit {
@@ -102,10 +117,14 @@ impl Marketplace {
             Marketplace::BackMarket => Limits {
                 general: per_10s(200),
                 listings: per_10s(20),
+                quantity_updates: Some(RateLimit {
+                    requests: 2000,
+                    window_ms: 3_600_000,
+                }),
             },
             Marketplace::Refurbed => Limits {
                 general: per_10s(100),
-                listings: None,
+                ..Limits::default()
             },
             Marketplace::WooCommerce => Limits::default(),
         }
@@ -236,12 +255,14 @@ pub struct RateLimit {
     pub window_ms: u64,
 }
 
-/// Fixed windows: `general` counts every request, `listings` the stock endpoints.
+/// Fixed windows: `general` counts every request, `listings` the stock
+/// endpoints, `quantity_updates` the requests that change a quantity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub general: Option<RateLimit>,
     pub listings: Option<RateLimit>,
+    pub quantity_updates: Option<RateLimit>,
 }
 
 #[derive(Debug, Default)]
@@ -277,6 +298,7 @@ pub struct MarketplaceState {
     pub limits: Limits,
     general_window: Window,
     listings_window: Window,
+    quantity_window: Window,
     /// Requests that came over the rate limit.
     pub violations: u64,
 }
@@ -335,7 +357,12 @@ impl Inner {
         self.next_id
     }
 
-    pub fn admit(&mut self, mp: Marketplace, listing_path: bool) -> Admission {
+    pub fn admit(
+        &mut self,
+        mp: Marketplace,
+        listing_path: bool,
+        quantity_write: bool,
+    ) -> Admission {
         let roll: f64 = self.rng.random();
         let state = self.mp(mp);
         let faults = state.faults.clone();
@@ -352,6 +379,10 @@ impl Inner {
             (
                 state.limits.listings.filter(|_| listing_path),
                 &mut state.listings_window,
+            ),
+            (
+                state.limits.quantity_updates.filter(|_| quantity_write),
+                &mut state.quantity_window,
             ),
         ];
         for (limit, window) in buckets {

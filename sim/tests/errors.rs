@@ -95,6 +95,40 @@ async fn backmarket_listing_endpoints_have_their_own_tighter_limit() {
 }
 
 #[tokio::test]
+async fn backmarket_caps_quantity_updates_apart_from_reads() {
+    let env = setup().await;
+    let limits = env.control.get("/rate-limits").await;
+    let cap = &limits["backmarket"]["limits"]["quantity_updates"];
+    assert_eq!(
+        (&cap["requests"], &cap["window_ms"]),
+        (&json!(2000), &json!(3_600_000))
+    );
+    // Scaled down: 3 updates per minute, generous request limits.
+    let generous = json!({"requests": 1000, "window_ms": 1000});
+    let three = json!({"requests": 3, "window_ms": 60_000});
+    let limits = json!({"general": generous, "listings": generous, "quantity_updates": three});
+    env.control.put("/rate-limits/backmarket", limits).await;
+    let adapter = env.adapter("backmarket");
+    for quantity in 1..=3 {
+        adapter
+            .set_listing_quantity("PROBE", quantity)
+            .await
+            .unwrap();
+    }
+    let error = adapter.set_listing_quantity("PROBE", 9).await.unwrap_err();
+    assert_eq!(error.kind(), "rate_limited", "{error}");
+    assert!(
+        error
+            .retry_after()
+            .is_some_and(|wait| wait > Duration::from_secs(1))
+    );
+    // Reads are not updates.
+    assert_eq!(probe(&*adapter).await.unwrap(), 3);
+    let limits = env.control.get("/rate-limits").await;
+    assert_eq!(limits["backmarket"]["violations"], 1);
+}
+
+#[tokio::test]
 async fn server_errors_and_outages_are_transient() {
     let env = setup().await;
     for code in CODES {

@@ -98,6 +98,18 @@ impl TestEnv {
         .expect("set rate limit");
     }
 
+    /// The publisher's cap on quantity updates: `Some((updates, seconds))`, or none.
+    pub async fn set_quantity_cap(&self, marketplace: &str, cap: Option<(i32, i32)>) {
+        let change = stockfleet::admin::marketplaces::MarketplaceChange {
+            quantity_updates: Some(cap),
+            ..Default::default()
+        };
+        stockfleet::admin::marketplaces::set(&self.db, marketplace, &change)
+            .await
+            .expect("set the quantity cap")
+            .expect("a known marketplace");
+    }
+
     /// Sets listed stock of `sku` on `marketplace` the way an operator does.
     pub async fn set_stock_on(&self, marketplace: &str, sku: &str, listed: i32) {
         stockfleet::admin::stock::correct(

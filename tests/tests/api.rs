@@ -192,6 +192,23 @@ async fn only_admins_change_marketplaces_and_bad_values_are_refused() {
         1,
         "refused changes change nothing"
     );
+
+    // A cap on quantity updates is set whole and removed with null.
+    let capped = json!({"quantity_updates": {"limit": 100, "window_seconds": 60}});
+    let (_, row) = api.patch(path, &admin, capped).await;
+    assert_eq!(
+        (
+            &row["quantity_update_limit"],
+            &row["quantity_update_window_seconds"]
+        ),
+        (&json!(100), &json!(60))
+    );
+    let (_, row) = api.patch(path, &admin, json!({"sync_enabled": true})).await;
+    assert_eq!(row["quantity_update_limit"], 100, "left out: kept");
+    let (_, row) = api
+        .patch(path, &admin, json!({"quantity_updates": null}))
+        .await;
+    assert_eq!(row["quantity_update_limit"], Value::Null, "null: removed");
     let (status, _) = api
         .patch(
             "/api/v1/marketplaces/ebay",

@@ -41,6 +41,31 @@ async fn marketplaces_are_listed_and_configured_without_sql() {
         "{listed}"
     );
 
+    let capped = env
+        .cli(&[
+            "marketplace",
+            "set",
+            "refurbed",
+            "--quantity-updates",
+            "300/60",
+        ])
+        .await;
+    assert!(String::from_utf8_lossy(&capped.stdout).contains("300/60s"));
+    let cap = "SELECT count(*) FROM marketplaces WHERE code = 'refurbed'
+               AND quantity_update_limit = 300 AND quantity_update_window_seconds = 60";
+    assert_eq!(env.scalar(cap).await, 1);
+    env.cli(&[
+        "marketplace",
+        "set",
+        "refurbed",
+        "--quantity-updates",
+        "none",
+    ])
+    .await;
+    let uncapped = "SELECT count(*) FROM marketplaces WHERE code = 'refurbed'
+                    AND quantity_update_limit IS NULL";
+    assert_eq!(env.scalar(uncapped).await, 1);
+
     let unknown = env
         .cli(&["marketplace", "set", "ebay", "--enabled", "true"])
         .await;

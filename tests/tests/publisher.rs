@@ -103,8 +103,10 @@ async fn a_row_of_unknown_stock_is_never_pushed() {
 async fn a_burst_of_10000_changes_on_500_rows_costs_few_calls_and_ends_in_sync() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
-    // Fast limits so the test is quick; the benchmark measures the real ones.
+    // Fast limits and no hourly cap on updates so the test is quick; the
+    // benchmark measures the real limits.
     env.set_rate_limit(BM, 100, 1).await;
+    env.set_quantity_cap(BM, None).await;
     sim.rate_limits(
         BM,
         json!({"requests": 1000, "window_ms": 1000}),

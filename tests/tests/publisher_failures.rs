@@ -231,3 +231,32 @@ async fn three_publishers_never_exceed_the_rate_limit_together() {
     println!("3 publishers: {rate:.1} requests/s at a limit of 10/s");
     assert!(rate <= 10.0, "{rate}");
 }
+
+/// Back Market also caps listing updates (about 2,000 an hour), scaled here
+/// to 6 per 4 s with requests otherwise unlimited: the publisher spends that
+/// budget and the marketplace never has to refuse an update.
+#[tokio::test]
+async fn the_cap_on_quantity_updates_is_never_exceeded() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    let generous = json!({"requests": 1000, "window_ms": 1000});
+    let cap = json!({"requests": 6, "window_ms": 4000});
+    sim.put(
+        "/rate-limits/backmarket",
+        json!({"general": generous, "listings": generous, "quantity_updates": cap}),
+    )
+    .await;
+    env.set_rate_limit(BM, 100, 1).await;
+    env.set_quantity_cap(BM, Some((6, 4))).await;
+    let skus: Vec<String> = (0..18).map(|n| format!("CAP-{n:02}")).collect();
+    for sku in &skus {
+        sim.listing(BM, sku, 0).await;
+        env.set_stock(sku, 10).await;
+    }
+    env.orders_polled(BM).await;
+    let publisher = env.start_publisher(&sim).await;
+    eventually("every row pushed", || async { env.in_sync(&sim, BM).await }).await;
+    assert_eq!(sim.violations(BM).await, 0, "an update was refused");
+    assert_eq!(sim.pushes(BM).await.len(), skus.len());
+    publisher.stop().await;
+}

@@ -16,6 +16,8 @@ pub struct MarketplaceView {
     pub sync_offset_minutes: i32,
     pub rate_limit_requests: i32,
     pub rate_limit_window_seconds: i32,
+    pub quantity_update_limit: Option<i32>,
+    pub quantity_update_window_seconds: i32,
     pub default_buffer_percentage: f64,
 }
 
@@ -27,12 +29,16 @@ pub struct MarketplaceChange {
     pub order_poll_interval_seconds: Option<i32>,
     pub sync_offset_minutes: Option<i32>,
     pub rate_limit: Option<(i32, i32)>,
+    /// `Some(None)` removes the cap on quantity updates; `Some(Some((n, s)))`
+    /// allows n updates per s seconds.
+    pub quantity_updates: Option<Option<(i32, i32)>>,
     pub default_buffer_percentage: Option<f64>,
 }
 
 const SELECT: &str = "SELECT id, code, kind, base_url, credential_env, sync_enabled,
         order_poll_interval_seconds, sync_interval_hours, sync_offset_minutes,
         rate_limit_requests, rate_limit_window_seconds,
+        quantity_update_limit, quantity_update_window_seconds,
         default_buffer_percentage::float8 AS default_buffer_percentage
     FROM marketplaces";
 
@@ -58,6 +64,8 @@ pub async fn set(
              rate_limit_requests = COALESCE($6, rate_limit_requests),
              rate_limit_window_seconds = COALESCE($7, rate_limit_window_seconds),
              default_buffer_percentage = COALESCE($8::float8::numeric, default_buffer_percentage),
+             quantity_update_limit = CASE WHEN $9 THEN $10 ELSE quantity_update_limit END,
+             quantity_update_window_seconds = COALESCE($11, quantity_update_window_seconds),
              updated_at = now()
          WHERE code = $1",
     )
@@ -69,6 +77,9 @@ pub async fn set(
     .bind(change.rate_limit.map(|(requests, _)| requests))
     .bind(change.rate_limit.map(|(_, window)| window))
     .bind(change.default_buffer_percentage)
+    .bind(change.quantity_updates.is_some())
+    .bind(change.quantity_updates.flatten().map(|(limit, _)| limit))
+    .bind(change.quantity_updates.flatten().map(|(_, window)| window))
     .execute(pool)
     .await?;
     if updated.rows_affected() == 0 {

@@ -237,7 +237,26 @@ struct MarketplaceChangeBody {
     sync_offset_minutes: Option<i32>,
     rate_limit_requests: Option<i32>,
     rate_limit_window_seconds: Option<i32>,
+    /// `{"limit": 2000, "window_seconds": 3600}`, or null to remove the cap.
+    #[serde(default, deserialize_with = "present")]
+    quantity_updates: Option<Option<QuantityCap>>,
     default_buffer_percentage: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuantityCap {
+    limit: i32,
+    window_seconds: i32,
+}
+
+/// Tells a field given as null (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The running fleet follows the change without a restart (the poller and
@@ -264,6 +283,9 @@ async fn change_marketplace(
         order_poll_interval_seconds: body.order_poll_interval_seconds,
         sync_offset_minutes: body.sync_offset_minutes,
         rate_limit,
+        quantity_updates: body
+            .quantity_updates
+            .map(|cap| cap.map(|cap| (cap.limit, cap.window_seconds))),
         default_buffer_percentage: body.default_buffer_percentage,
     };
     let changed = marketplaces::set(&api.db, &code, &change)

@@ -22,11 +22,16 @@ pub struct MarketplaceRow {
     /// The publisher's pace: at most this many requests per window.
     pub rate_limit_requests: i32,
     pub rate_limit_window_seconds: i32,
+    /// At most this many quantity updates per `quantity_update_window_seconds`
+    /// (Back Market's hourly cap on listing updates); None: no such cap.
+    pub quantity_update_limit: Option<i32>,
+    pub quantity_update_window_seconds: i32,
 }
 
 impl MarketplaceRow {
     /// Whether an adapter built for `self` still serves `other`: same API,
-    /// address, credential and pace (schedules do not matter to an adapter).
+    /// address, credential and pace (request rate and quantity-update budget;
+    /// schedules do not matter to an adapter).
     pub fn same_connection(&self, other: &MarketplaceRow) -> bool {
         (self.id, &self.kind, &self.base_url, &self.credential_env)
             == (
@@ -37,6 +42,13 @@ impl MarketplaceRow {
             )
             && (self.rate_limit_requests, self.rate_limit_window_seconds)
                 == (other.rate_limit_requests, other.rate_limit_window_seconds)
+            && (
+                self.quantity_update_limit,
+                self.quantity_update_window_seconds,
+            ) == (
+                other.quantity_update_limit,
+                other.quantity_update_window_seconds,
+            )
     }
 }
 
@@ -45,7 +57,8 @@ pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
         "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,
                 order_poll_interval_seconds, care_poll_interval_seconds,
                 incomplete_poll_interval_seconds, modified_overlap_seconds,
-                rate_limit_requests, rate_limit_window_seconds
+                rate_limit_requests, rate_limit_window_seconds,
+                quantity_update_limit, quantity_update_window_seconds
          FROM marketplaces ORDER BY id",
     )
     .fetch_all(pool)

@@ -20,6 +20,8 @@ const HEADROOM: f64 = 0.95;
 
 pub struct RateGate {
     code: String,
+    /// What it paces, for metrics: `requests` or `quantity_updates`.
+    paces: &'static str,
     limiter: DefaultDirectRateLimiter,
     /// Closed until this instant after a 429.
     blocked_until: Mutex<Option<Instant>>,
@@ -30,11 +32,28 @@ impl RateGate {
     pub fn new(code: &str, requests: u32, window: Duration) -> Self {
         let requests = requests.max(1);
         let period = window.div_f64(f64::from(requests) * HEADROOM);
+        Self::with_quota(code, "requests", period, NonZeroU32::MIN)
+    }
+
+    /// A budget of `limit` operations in any `window` (Back Market's hourly
+    /// cap on listing updates): a quarter of it may go at once, the rest is
+    /// spread over the window. A burst b and a rate r admit at most
+    /// b + r x window in any window, so r = (limit - b) / window keeps it.
+    pub fn budget(code: &str, limit: u32, window: Duration) -> Self {
+        let limit = limit.max(1);
+        let burst = (limit / 4).max(1);
+        let period = window.div_f64(f64::from((limit - burst).max(1)));
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self::with_quota(code, "quantity_updates", period, burst)
+    }
+
+    fn with_quota(code: &str, paces: &'static str, period: Duration, burst: NonZeroU32) -> Self {
         let quota = Quota::with_period(period.max(Duration::from_micros(1)))
             .expect("a positive period")
-            .allow_burst(NonZeroU32::MIN);
+            .allow_burst(burst);
         Self {
             code: code.to_owned(),
+            paces,
             limiter: DefaultDirectRateLimiter::direct(quota),
             blocked_until: Mutex::new(None),
         }
@@ -53,8 +72,9 @@ impl RateGate {
         self.limiter.until_ready().await;
         let waited = started.elapsed();
         if !waited.is_zero() {
-            metrics::histogram!("stockfleet_rate_limit_wait_seconds", "marketplace" => self.code.clone())
-                .record(waited.as_secs_f64());
+            metrics::histogram!("stockfleet_rate_limit_wait_seconds",
+                "marketplace" => self.code.clone(), "paces" => self.paces)
+            .record(waited.as_secs_f64());
         }
     }
 
@@ -91,6 +111,41 @@ mod tests {
         }
         // 10 intervals of 1/19 s each.
         assert!(started.elapsed() >= Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_budget_never_admits_more_than_its_limit_in_any_window() {
+        // 8 per 200 ms: 2 at once, then one every 200/6 ms.
+        let window = Duration::from_millis(200);
+        let gate = RateGate::budget("t", 8, window);
+        let started = Instant::now();
+        let mut admitted = Vec::new();
+        for _ in 0..26 {
+            gate.wait().await;
+            admitted.push(started.elapsed());
+        }
+        assert!(
+            admitted[1] < Duration::from_millis(20),
+            "the burst goes at once"
+        );
+        // Measured a little inside the window: a late wake-up only delays an admission.
+        let measured = window.mul_f64(0.9);
+        for (i, at) in admitted.iter().enumerate() {
+            let in_window = admitted[i..]
+                .iter()
+                .take_while(|later| **later < *at + measured)
+                .count();
+            assert!(
+                in_window <= 8,
+                "{in_window} admitted in the window from {at:?}"
+            );
+        }
+        // Without the budget's spacing all 26 would pass at once.
+        assert!(
+            admitted[25] >= Duration::from_millis(600),
+            "{:?}",
+            admitted[25]
+        );
     }
 
     #[tokio::test]
