@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 
 /// The workers, in the order of their health ports.
 const WORKERS: [&str; 5] = ["poller", "locker", "reducer", "publisher", "api"];
+/// Where the seeded marketplaces point (migrations/0002_default_marketplaces.sql).
+const SEEDED_SIM_ADDR: &str = "127.0.0.1:8900";
 /// The name of the dashboard token `up` creates (replacing its previous one).
 const TOKEN_NAME: &str = "stockfleet up";
 /// The WooCommerce webhook secret shared by the simulator and the api,
@@ -30,8 +32,9 @@ const CREDENTIALS: [(&str, &str); 3] = [
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where the simulator listens (the seeded marketplaces point at 127.0.0.1:8900).
-    #[arg(long, default_value = "127.0.0.1:8900")]
+    /// Where the simulator listens. Marketplaces still pointing at the seeded
+    /// simulator address (127.0.0.1:8900) are pointed here; others are left alone.
+    #[arg(long, default_value = SEEDED_SIM_ADDR)]
     sim_addr: String,
     /// Orders per second the simulator's generator places (0 = none).
     #[arg(long, default_value_t = 0.2)]
@@ -62,6 +65,13 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     children.push(("sim", sim));
     let control = format!("http://{}/control", args.sim_addr);
+    let moved = follow_simulator(&pool, &args.sim_addr).await?;
+    if moved > 0 {
+        println!(
+            "{moved} marketplace(s) pointed at the simulator on {}",
+            args.sim_addr
+        );
+    }
     let listed = match seed(&pool, &control, args.demo_skus).await {
         Ok(listed) => listed,
         Err(error) => {
@@ -143,6 +153,24 @@ fn spawn(command: &mut Command, name: &str) -> anyhow::Result<Child> {
     command.kill_on_drop(true).spawn().with_context(|| {
         format!("cannot start {name}; build every binary first (`cargo build --workspace --bins`)")
     })
+}
+
+/// Points the marketplaces that still use the seeded simulator address at
+/// `sim_addr`; returns how many moved. Real marketplace URLs are never touched.
+async fn follow_simulator(pool: &sqlx::PgPool, sim_addr: &str) -> anyhow::Result<u64> {
+    if sim_addr == SEEDED_SIM_ADDR {
+        return Ok(0);
+    }
+    let moved = sqlx::query(
+        "UPDATE marketplaces SET base_url = replace(base_url, $1, $2), updated_at = now()
+         WHERE base_url LIKE $1 || '%'",
+    )
+    .bind(format!("http://{SEEDED_SIM_ADDR}/"))
+    .bind(format!("http://{sim_addr}/"))
+    .execute(pool)
+    .await
+    .context("pointing the marketplaces at the simulator")?;
+    Ok(moved.rows_affected())
 }
 
 /// Waits up to 30 s for `url` to answer over HTTP.

@@ -135,13 +135,6 @@ async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
 async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
     let env = TestEnv::new().await;
     let port = free_port();
-    for code in ["backmarket", "refurbed", "woocommerce"] {
-        let url = format!("http://127.0.0.1:{port}/{code}");
-        stdout_of(
-            &env.cli(&["marketplace", "set", code, "--base-url", &url])
-                .await,
-        );
-    }
     let sim_addr = format!("127.0.0.1:{port}");
     let api_addr = format!("127.0.0.1:{}", free_port());
     let up = env
@@ -181,6 +174,13 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
         delivered >= 2 // the ping and at least one order
     })
     .await;
+    let elsewhere =
+        format!("SELECT count(*) FROM marketplaces WHERE base_url NOT LIKE 'http://{sim_addr}/%'");
+    assert_eq!(
+        env.scalar(&elsewhere).await,
+        0,
+        "up points the seeded marketplaces at its simulator"
+    );
     let active_token =
         "SELECT count(*) FROM api_tokens WHERE name = 'stockfleet up' AND revoked_at IS NULL";
     assert_eq!(env.scalar(active_token).await, 1);
