@@ -95,9 +95,17 @@ struct NewListing {
     quantity: i64,
     title: Option<String>,
     price: Option<String>,
+    /// WooCommerce only: the id of the variable product this SKU is a variation of.
+    variation_of: Option<u64>,
 }
 
 async fn create_listing(State(sim): State<Arc<Sim>>, Json(body): Json<NewListing>) -> Response {
+    if body.variation_of.is_some() && body.marketplace.as_deref() != Some("woocommerce") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "variation_of needs \"marketplace\": \"woocommerce\"",
+        );
+    }
     let filter = Filter {
         marketplace: body.marketplace.clone(),
     };
@@ -106,13 +114,16 @@ async fn create_listing(State(sim): State<Arc<Sim>>, Json(body): Json<NewListing
         marketplaces
             .into_iter()
             .map(|mp| {
-                let listing = inner.upsert_listing(
+                let mut listing = inner.upsert_listing(
                     mp,
                     &body.sku,
                     body.quantity,
                     body.title.clone(),
                     body.price.clone(),
                 );
+                if let Some(parent) = body.variation_of {
+                    listing = inner.make_variation(mp, &body.sku, parent);
+                }
                 json!({"marketplace": mp, "listing": listing})
             })
             .collect::<Vec<_>>()

@@ -165,6 +165,9 @@ pub struct Listing {
     pub title: String,
     pub quantity: i64,
     pub price: String,
+    /// WooCommerce: the variable product this listing is a variation of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<u64>,
 }
 
 impl Listing {
@@ -418,9 +421,9 @@ impl Inner {
         title: Option<String>,
         price: Option<String>,
     ) -> Listing {
-        let id = match self.mp(mp).listings.get(sku) {
-            Some(listing) => listing.id,
-            None => self.next_id(),
+        let (id, parent_id) = match self.mp(mp).listings.get(sku) {
+            Some(listing) => (listing.id, listing.parent_id),
+            None => (self.next_id(), None),
         };
         let listing = Listing {
             id,
@@ -428,9 +431,21 @@ impl Inner {
             title: title.unwrap_or_else(|| format!("Refurbished {sku}")),
             quantity,
             price: price.unwrap_or_else(|| "199.00".to_owned()),
+            parent_id,
         };
         self.mp(mp).listings.insert(sku.to_owned(), listing.clone());
         listing
+    }
+
+    /// Makes an existing listing a variation of the product `parent_id`.
+    pub fn make_variation(&mut self, mp: Marketplace, sku: &str, parent_id: u64) -> Listing {
+        let listing = self
+            .mp(mp)
+            .listings
+            .get_mut(sku)
+            .expect("the listing was just upserted");
+        listing.parent_id = Some(parent_id);
+        listing.clone()
     }
 
     /// A merchant's stock write through a marketplace API: recorded as a push.

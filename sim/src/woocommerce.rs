@@ -30,6 +30,10 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
             &format!("{API}/products/{{id}}"),
             get(get_product).put(update_product),
         )
+        .route(
+            &format!("{API}/products/{{parent}}/variations/{{id}}"),
+            get(get_variation).put(update_variation),
+        )
         .fallback(|| async {
             reject(
                 StatusCode::NOT_FOUND,
@@ -94,12 +98,12 @@ fn render_product(listing: &Listing) -> Value {
     json!({
         "id": listing.id,
         "name": listing.title,
-        "type": "simple",
+        "type": if listing.parent_id.is_some() { "variation" } else { "simple" },
         "status": "publish",
         "sku": listing.sku,
         "price": listing.price,
         "regular_price": listing.price,
-        "parent_id": 0,
+        "parent_id": listing.parent_id.unwrap_or(0),
         "manage_stock": true,
         "stock_quantity": listing.quantity,
         "stock_status": if listing.quantity > 0 { "instock" } else { "outofstock" },
@@ -256,16 +260,17 @@ async fn update_order(
 }
 
 async fn list_products(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {
-    // `sku=A,B` matches exactly.
+    // `sku=A,B` matches exactly, variations included; without it only
+    // products are listed (variations live under their parent).
     let skus: Option<Vec<&str>> = param(&query, "sku").map(|s| s.split(',').collect());
     let results = sim
         .lock()
         .mp(MP)
         .listings
         .values()
-        .filter(|l| {
-            skus.as_ref()
-                .is_none_or(|skus| skus.contains(&l.sku.as_str()))
+        .filter(|l| match &skus {
+            Some(skus) => skus.contains(&l.sku.as_str()),
+            None => l.parent_id.is_none(),
         })
         .map(render_product)
         .collect();
@@ -280,18 +285,39 @@ fn invalid_product_id() -> Response {
     )
 }
 
+/// The listing with this id, if it is a variation of `parent` (None: a product).
+fn listing_at(sim: &Sim, parent: Option<&str>, id: &str) -> Option<Listing> {
+    sim.lock()
+        .listing_by_id(MP, id)
+        .filter(|listing| listing.parent_id.map(|p| p.to_string()).as_deref() == parent)
+}
+
 async fn get_product(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    match sim.lock().listing_by_id(MP, &id) {
+    match listing_at(&sim, None, &id) {
         Some(listing) => Json(render_product(&listing)).into_response(),
         None => invalid_product_id(),
     }
 }
 
-/// Applies `{"stock_quantity": n}` to a product; Err(code, message) per item.
-fn apply_stock(sim: &Sim, id: &str, body: &Value) -> Result<Listing, (&'static str, &'static str)> {
-    let mut inner = sim.lock();
-    let listing = inner
-        .listing_by_id(MP, id)
+async fn get_variation(
+    State(sim): State<Arc<Sim>>,
+    Path((parent, id)): Path<(String, String)>,
+) -> Response {
+    match listing_at(&sim, Some(&parent), &id) {
+        Some(listing) => Json(render_product(&listing)).into_response(),
+        None => invalid_product_id(),
+    }
+}
+
+/// Applies `{"stock_quantity": n}` to a product (or a variation of
+/// `parent`); Err(code, message) per item.
+fn apply_stock(
+    sim: &Sim,
+    parent: Option<&str>,
+    id: &str,
+    body: &Value,
+) -> Result<Listing, (&'static str, &'static str)> {
+    let listing = listing_at(sim, parent, id)
         .ok_or(("woocommerce_rest_product_invalid_id", "Invalid ID."))?;
     match &body["stock_quantity"] {
         Value::Null => Ok(listing),
@@ -299,10 +325,20 @@ fn apply_stock(sim: &Sim, id: &str, body: &Value) -> Result<Listing, (&'static s
             let quantity = value
                 .as_i64()
                 .ok_or(("rest_invalid_param", "Invalid parameter(s): stock_quantity"))?;
-            inner
+            sim.lock()
                 .push_quantity(MP, &listing.sku, quantity)
                 .ok_or(("woocommerce_rest_product_invalid_id", "Invalid ID."))
         }
+    }
+}
+
+fn stock_update(sim: &Sim, parent: Option<&str>, id: &str, body: &Value) -> Response {
+    match apply_stock(sim, parent, id, body) {
+        Ok(listing) => Json(render_product(&listing)).into_response(),
+        Err(("rest_invalid_param", message)) => {
+            reject(StatusCode::BAD_REQUEST, "rest_invalid_param", message)
+        }
+        Err(_) => invalid_product_id(),
     }
 }
 
@@ -311,13 +347,15 @@ async fn update_product(
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Response {
-    match apply_stock(&sim, &id, &body) {
-        Ok(listing) => Json(render_product(&listing)).into_response(),
-        Err(("rest_invalid_param", message)) => {
-            reject(StatusCode::BAD_REQUEST, "rest_invalid_param", message)
-        }
-        Err(_) => invalid_product_id(),
-    }
+    stock_update(&sim, None, &id, &body)
+}
+
+async fn update_variation(
+    State(sim): State<Arc<Sim>>,
+    Path((parent, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    stock_update(&sim, Some(&parent), &id, &body)
 }
 
 async fn batch_products(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
@@ -336,7 +374,7 @@ async fn batch_products(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) ->
                 Value::String(id) => id.clone(),
                 other => other.to_string(),
             };
-            match apply_stock(&sim, &id, update) {
+            match apply_stock(&sim, None, &id, update) {
                 Ok(listing) => render_product(&listing),
                 Err((code, message)) => json!({"id": update["id"], "error": {"code": code, "message": message, "data": {"status": 400}}}),
             }

@@ -47,6 +47,66 @@ async fn product_stock_by_sku() {
 }
 
 #[tokio::test]
+async fn a_variation_s_stock_is_written_under_its_parent() {
+    let env = start().await;
+    let (status, created) = env
+        .control
+        .send(
+            reqwest::Method::POST,
+            "/listings",
+            Some(
+                json!({"marketplace": WOO, "sku": "MBA-16GB", "quantity": 4, "variation_of": 500}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let variation_id = created[0]["listing"]["id"].as_u64().unwrap();
+    let adapter = env.adapter(WOO);
+    assert_eq!(adapter.listing_quantity("MBA-16GB").await, Ok(4));
+    adapter.set_listing_quantity("MBA-16GB", 1).await.unwrap();
+    assert_eq!(env.control.pushes().await["current"][WOO]["MBA-16GB"], 1);
+    let requests = env.control.get("/requests?marketplace=woocommerce").await;
+    let last = requests.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        format!(
+            "{} {}",
+            last["method"].as_str().unwrap(),
+            last["path"].as_str().unwrap()
+        ),
+        format!("PUT /woocommerce/wp-json/wc/v3/products/500/variations/{variation_id}")
+    );
+
+    // Like WooCommerce, a variation is not a product of its own: not listed
+    // without a SKU filter, not writable at /products/{id}.
+    let credentials = credentials();
+    let api = format!("{}/wp-json/wc/v3", env.sim.base_url(WOO));
+    let http = reqwest::Client::new();
+    let woo = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{api}{path}")).basic_auth(
+            &credentials.woocommerce_key,
+            Some(&credentials.woocommerce_secret),
+        )
+    };
+    let listed = woo(reqwest::Method::GET, "/products").send().await.unwrap();
+    assert_eq!(listed.json::<Value>().await.unwrap(), json!([]));
+    let direct = woo(reqwest::Method::PUT, &format!("/products/{variation_id}"))
+        .json(&json!({"stock_quantity": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 404);
+    let (status, _) = env
+        .control
+        .send(
+            reqwest::Method::POST,
+            "/listings",
+            Some(json!({"sku": "X", "quantity": 1, "variation_of": 500})),
+        )
+        .await;
+    assert_eq!(status, 400, "variations exist on WooCommerce only");
+}
+
+#[tokio::test]
 async fn order_statuses_apply_to_every_line() {
     let env = start().await;
     let order = env
