@@ -520,6 +520,16 @@ impl Observer {
 }
 
 /// Awaits a condition (polling it), failing the test after 120 s.
+/// GETs `url` (with a bearer token when given) and parses its JSON body.
+pub async fn get_json(url: &str, token: Option<&str>) -> serde_json::Value {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("answered");
+    response.json().await.expect("a JSON body")
+}
+
 /// A TCP port free on this machine a moment ago, for a process that must be
 /// told its address before it starts.
 pub fn free_port() -> u16 {

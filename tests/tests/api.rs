@@ -10,7 +10,7 @@ use sha2::Sha256;
 use stockfleet::admin::tokens::{self, Role};
 use stockfleet::bus::{Exchange, QueueSpec};
 use stockfleet::ledger::Role as Worker;
-use stockfleet_tests::{TestEnv, created, eventually, free_port, terminate};
+use stockfleet_tests::{TestEnv, created, eventually, free_port, get_json, terminate};
 
 #[tokio::test]
 async fn tokens_and_roles_guard_every_change() {
@@ -298,7 +298,11 @@ async fn sync_requests_reach_the_fleet_through_the_outbox() {
             ("woocommerce".into(), "stock".into(), false, otto),
         ]
     );
-    assert_eq!(env.outbox_len().await, 0);
+    // The relay deletes its rows once the broker confirmed them.
+    eventually("the outbox drains", || async {
+        env.outbox_len().await == 0
+    })
+    .await;
     api.stop().await;
 }
 
@@ -482,6 +486,27 @@ async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
     })
     .await;
     eventually("both events out", || async { events.count().await == 2 }).await;
+    // The stored order, item by item, with the marketplace's own JSON.
+    let viewer = env.token("vera", Role::Viewer).await;
+    let detail = get_json(
+        &format!("{base}/api/v1/orders/woocommerce/{order}"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(detail["status"], "shipped", "{detail}");
+    assert_eq!(detail["raw"]["id"].to_string(), order);
+    let item = &detail["items"][0];
+    assert_eq!(
+        (&item["sku"], &item["known_sku"], &item["quantity"]),
+        (&json!("WOO-1"), &json!(true), &json!(2))
+    );
+    let missing = http
+        .get(format!("{base}/api/v1/orders/woocommerce/999999"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let kinds: Vec<String> = events.take().await.into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["order.created", "order.status_changed"]);
     let deliveries = sim.get("/webhooks/woocommerce").await["deliveries"].clone();

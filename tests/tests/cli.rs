@@ -2,7 +2,7 @@
 
 use stockfleet::bus::QueueSpec;
 use stockfleet::ledger::Role;
-use stockfleet_tests::{TestEnv, created, eventually, free_port};
+use stockfleet_tests::{TestEnv, created, eventually, free_port, get_json};
 
 #[tokio::test]
 async fn marketplaces_are_listed_and_configured_without_sql() {
@@ -158,16 +158,12 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
     })
     .await;
     // WooCommerce orders also arrive through the api's webhook receiver.
-    let http = reqwest::Client::new();
     eventually("webhooks delivered to the api", || async {
-        let hooks: serde_json::Value = http
-            .get(format!("http://{sim_addr}/control/webhooks/woocommerce"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let hooks = get_json(
+            &format!("http://{sim_addr}/control/webhooks/woocommerce"),
+            None,
+        )
+        .await;
         let delivered = hooks["deliveries"].as_array().map_or(0, |deliveries| {
             deliveries.iter().filter(|d| d["status"] == 200).count()
         });

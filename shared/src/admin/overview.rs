@@ -80,19 +80,22 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The columns of an [`OrderView`] of the order `o` (joined to its marketplace `m`).
+const ORDER_VIEW: &str = "SELECT m.code AS marketplace, o.external_id AS order_id, o.status,
+        o.raw_status, o.has_unknown_sku, o.placed_at, o.first_seen_at, o.updated_at,
+        (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS items,
+        (SELECT COALESCE(sum(i.quantity), 0)::bigint FROM order_items i
+         WHERE i.order_id = o.id) AS units
+    FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id";
+
 /// Orders, most recently changed first.
 pub async fn orders(pool: &PgPool, query: &OrderQuery) -> sqlx::Result<Vec<OrderView>> {
-    sqlx::query_as(
-        "SELECT m.code AS marketplace, o.external_id AS order_id, o.status, o.raw_status,
-                o.has_unknown_sku, o.placed_at, o.first_seen_at, o.updated_at,
-                (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS items,
-                (SELECT COALESCE(sum(i.quantity), 0)::bigint FROM order_items i
-                 WHERE i.order_id = o.id) AS units
-         FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ORDER_VIEW}
          WHERE ($1::text IS NULL OR m.code = $1) AND ($2::text IS NULL OR o.status = $2)
            AND (NOT $3 OR o.has_unknown_sku)
-         ORDER BY o.updated_at DESC, o.id DESC LIMIT $4",
-    )
+         ORDER BY o.updated_at DESC, o.id DESC LIMIT $4"
+    )))
     .bind(&query.marketplace)
     .bind(&query.status)
     .bind(query.unknown_sku)
@@ -228,4 +231,77 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
     )
     .fetch_one(pool)
     .await
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct OrderItemView {
+    pub item_id: String,
+    pub sku: String,
+    pub known_sku: bool,
+    pub quantity: i32,
+    pub status: Option<String>,
+    pub raw_status: String,
+    /// The item's stock lock, if it took one: locked, released or consumed.
+    pub lock_status: Option<String>,
+    pub care_state: Option<String>,
+    pub care_url: Option<String>,
+}
+
+/// One order as stored: its items, their locks, and the marketplace's raw JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderDetail {
+    #[serde(flatten)]
+    pub order: OrderView,
+    pub delivery_note_url: Option<String>,
+    pub label_url: Option<String>,
+    pub items: Vec<OrderItemView>,
+    pub raw: serde_json::Value,
+}
+
+pub async fn order(
+    pool: &PgPool,
+    marketplace: &str,
+    order_id: &str,
+) -> sqlx::Result<Option<OrderDetail>> {
+    let found: Option<OrderView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ORDER_VIEW} WHERE m.code = $1 AND o.external_id = $2"
+    )))
+    .bind(marketplace)
+    .bind(order_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(order) = found else {
+        return Ok(None);
+    };
+    let (delivery_note_url, label_url, raw): (Option<String>, Option<String>, serde_json::Value) =
+        sqlx::query_as(
+            "SELECT o.delivery_note_url, o.label_url, o.raw
+             FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id
+             WHERE m.code = $1 AND o.external_id = $2",
+        )
+        .bind(marketplace)
+        .bind(order_id)
+        .fetch_one(pool)
+        .await?;
+    let items = sqlx::query_as(
+        "SELECT i.external_id AS item_id, i.sku, i.variation_id IS NOT NULL AS known_sku,
+                i.quantity, i.status, i.raw_status, l.lock_status, i.care_state, i.care_url
+         FROM order_items i
+         JOIN orders o ON o.id = i.order_id
+         JOIN marketplaces m ON m.id = o.marketplace_id
+         LEFT JOIN marketplace_stock_locks l ON l.marketplace_id = o.marketplace_id
+              AND l.order_external_id = o.external_id AND l.order_item_external_id = i.external_id
+         WHERE m.code = $1 AND o.external_id = $2 ORDER BY i.id",
+    )
+    .bind(marketplace)
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(OrderDetail {
+        order,
+        delivery_note_url,
+        label_url,
+        items,
+        raw,
+    }))
 }

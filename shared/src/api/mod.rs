@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+/// The longest any request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the API behaves beyond its connections.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -83,6 +86,12 @@ pub fn router(api: Api) -> Router {
         .merge(dashboard::router())
         .merge(webhook::router())
         .route_layer(axum::middleware::from_fn(measure))
+        // A wedged database or broker answers 503 instead of holding the
+        // connection (and a dashboard tab) forever.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(api)
 }

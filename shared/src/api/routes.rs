@@ -35,6 +35,7 @@ pub(super) fn router() -> Router<Api> {
         .route("/api/v1/stock/{sku}/{marketplace}", post(correct))
         .route("/api/v1/locks", get(locks))
         .route("/api/v1/orders", get(orders))
+        .route("/api/v1/orders/{marketplace}/{order_id}", get(order))
         .route("/api/v1/sync", get(sync_status).post(request_sync))
         .route("/api/v1/sync/runs", get(sync_runs))
         .route("/api/v1/marketplaces", get(marketplace_list))
@@ -136,6 +137,18 @@ async fn orders(
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     answer(overview::orders(&api.db, &query).await?)
+}
+
+async fn order(
+    State(api): State<Api>,
+    caller: Caller,
+    Path((marketplace, order_id)): Path<(String, String)>,
+) -> Answer {
+    require(&caller, Role::Viewer)?;
+    let order = overview::order(&api.db, &marketplace, &order_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no order {order_id:?} on {marketplace:?}")))?;
+    answer(order)
 }
 
 async fn sync_status(State(api): State<Api>, caller: Caller) -> Answer {
