@@ -89,11 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The broker with this fleet's topology, and the marketplace codes whose queues exist.
 async fn connect_bus(settings: &Settings) -> anyhow::Result<(stockfleet::bus::Bus, Vec<String>)> {
     let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
-    let marketplaces = stockfleet::marketplace::directory::load_all(&pool)
-        .await?
-        .into_iter()
-        .map(|m| m.code)
-        .collect();
+    let marketplaces = stockfleet::marketplace::directory::codes(&pool).await?;
     pool.close().await;
     let topology =
         stockfleet::bus::Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());

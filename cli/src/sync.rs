@@ -9,7 +9,7 @@ use stockfleet::bus::{Bus, Exchange, Outgoing, Publisher, Topology};
 use stockfleet::config::Settings;
 use stockfleet::events::SyncRequest;
 use stockfleet::marketplace::directory::{self, MarketplaceRow};
-use stockfleet::poller::{RunOptions, RunOutcome, SyncType, Syncer, Trigger};
+use stockfleet::poller::{RunOptions, RunOutcome, SyncKind, Syncer, Trigger};
 use stockfleet::reconcile;
 
 #[derive(clap::Args)]
@@ -33,36 +33,16 @@ pub struct Args {
     via_fleet: bool,
 }
 
-/// One sync to run: an order sync of the poller, or the stock reconciliation.
-#[derive(Clone, Copy)]
-enum Kind {
-    Orders(SyncType),
-    Stock,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Orders(sync_type) => sync_type.as_str(),
-            Kind::Stock => "stock",
-        }
-    }
-}
-
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     let pool = stockfleet::db::connect_migrated(&settings.database_url, 4).await?;
     let marketplaces = select_marketplaces(&directory::load_all(&pool).await?, &args.marketplace)?;
-    let kinds: Vec<Kind> = match args.sync_type.as_str() {
-        "all" => SyncType::ALL
-            .into_iter()
-            .map(Kind::Orders)
-            .chain([Kind::Stock])
-            .collect(),
-        "stock" => vec![Kind::Stock],
-        name => vec![Kind::Orders(SyncType::parse(name).with_context(|| {
-            format!("unknown sync type {name:?}: new, modified, care, incomplete, stock or all")
-        })?)],
-    };
+    let kinds = SyncKind::select(&args.sync_type).with_context(|| {
+        format!(
+            "unknown sync type {:?}: {}",
+            args.sync_type,
+            SyncKind::CHOICES
+        )
+    })?;
     let days_back = match (args.days_back, args.force) {
         (Some(days), _) => Some(days),
         (None, true) => Some(7),
@@ -84,7 +64,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
             bar.set_prefix(format!("{} {}", marketplace.code, kind.name()));
             bar.enable_steady_tick(Duration::from_millis(120));
             let line = match kind {
-                Kind::Stock => {
+                SyncKind::Stock => {
                     let summary =
                         reconcile::run(&pool, &marketplace.code, args.force, Trigger::Manual)
                             .await?;
@@ -99,7 +79,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
                         )
                     }
                 }
-                Kind::Orders(sync_type) => {
+                SyncKind::Orders(sync_type) => {
                     let mut options = RunOptions::new(Trigger::Manual, shutdown.clone());
                     options.days_back = days_back;
                     let outcome = syncer
@@ -162,7 +142,7 @@ fn select_marketplaces(
 async fn request(
     settings: &Settings,
     marketplaces: &[MarketplaceRow],
-    kinds: &[Kind],
+    kinds: &[SyncKind],
     force: bool,
     days_back: Option<u32>,
 ) -> anyhow::Result<ExitCode> {

@@ -220,9 +220,7 @@ async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Res
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM variations")
         .fetch_one(pool)
         .await?;
-    let marketplaces: Vec<String> = sqlx::query_scalar("SELECT code FROM marketplaces ORDER BY id")
-        .fetch_all(pool)
-        .await?;
+    let marketplaces = stockfleet::marketplace::directory::codes(pool).await?;
     if count == 0 {
         for n in 1..=demo_skus {
             let sku = format!("DEMO-{n:03}");

@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long)]
     repair: bool,
     /// Report locks older than this many hours whose order has not changed.
-    #[arg(long, default_value_t = 72)]
+    #[arg(long, default_value_t = validate::DEFAULT_STALE_AFTER_HOURS)]
     stale_after_hours: u64,
 }
 

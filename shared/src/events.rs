@@ -90,10 +90,6 @@ pub fn sync_command_key(marketplace: &str, sync_type: &str) -> String {
     format!("sync.{marketplace}.{sync_type}")
 }
 
-/// What a `sync.<mp>.<type>` command may name: the poller's order syncs and
-/// the publisher's `stock` reconciliation.
-pub const SYNC_TYPES: [&str; 5] = ["new", "modified", "care", "incomplete", "stock"];
-
 impl SyncRequest {
     /// The command asking the fleet to run this sync of `marketplace`: its
     /// routing key and envelope.

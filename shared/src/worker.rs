@@ -31,11 +31,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
             .await?;
-        let codes: Vec<String> = crate::marketplace::directory::load_all(&db)
-            .await?
-            .into_iter()
-            .map(|m| m.code)
-            .collect();
+        let codes = crate::marketplace::directory::codes(&db).await?;
         let topology = Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
         let bus = Arc::new(Bus::connect(&settings.amqp_url, topology).await?);
         bus.declare(&QueueSpec::all(codes.iter().map(String::as_str)))

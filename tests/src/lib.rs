@@ -374,11 +374,9 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topologie
     // Marketplaces a test added have queues too.
     let codes = async {
         let db = PgPool::connect(&database_url).await.ok()?;
-        let codes = stockfleet::marketplace::directory::load_all(&db)
-            .await
-            .ok()?;
+        let codes = stockfleet::marketplace::directory::codes(&db).await.ok()?;
         db.close().await;
-        Some(codes.into_iter().map(|m| m.code).collect::<Vec<_>>())
+        Some(codes)
     };
     let codes = tokio::time::timeout(step, codes)
         .await
@@ -448,12 +446,9 @@ fn delays_env(delays: &[u64]) -> String {
 }
 
 async fn marketplace_codes(db: &PgPool) -> Vec<String> {
-    stockfleet::marketplace::directory::load_all(db)
+    stockfleet::marketplace::directory::codes(db)
         .await
         .expect("marketplaces")
-        .into_iter()
-        .map(|m| m.code)
-        .collect()
 }
 
 /// A worker running inside the test process.

@@ -522,8 +522,9 @@ async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
         "ping, created, updated: {deliveries}"
     );
 
-    // A forged delivery, an older copy of the order and a body that is no
-    // order change nothing: the next real change is the next event.
+    // A forged delivery, the same delivery again (WooCommerce retries one it
+    // thinks failed), an older copy of the order and a body that is no order
+    // change nothing: the next real change is the next event.
     let later = env.observe("order.#").await;
     let raw: Value = serde_json::from_str(
         &sqlx::query_scalar::<_, String>("SELECT raw::text FROM orders WHERE external_id = $1")
@@ -536,18 +537,21 @@ async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
     let mut older = raw.clone();
     older["status"] = json!("processing");
     older["date_modified_gmt"] = json!("2000-01-01T00:00:00");
-    let body = serde_json::to_vec(&older).unwrap();
-    let deliver = |signature: String| {
+    let deliver = |order: &Value, secret: &str| {
+        let body = serde_json::to_vec(order).unwrap();
         http.post(&hook)
             .header("content-type", "application/json")
             .header("x-wc-webhook-topic", "order.updated")
-            .header("x-wc-webhook-signature", signature)
-            .body(body.clone())
+            .header("x-wc-webhook-signature", sign(&body, secret))
+            .body(body)
             .send()
     };
-    let forged = deliver(sign(&body, "not the secret")).await.unwrap();
+    let forged = deliver(&older, "not the secret").await.unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
-    let late = deliver(sign(&body, SECRET)).await.unwrap();
+    let again = deliver(&raw, SECRET).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap()["events"], 0);
+    let late = deliver(&older, SECRET).await.unwrap();
     assert_eq!(late.status(), StatusCode::OK);
     assert_eq!(late.json::<Value>().await.unwrap()["events"], 0);
     assert_eq!(env.scalar(&shipped).await, 1);

@@ -81,17 +81,17 @@ pub struct OrderView {
 }
 
 /// The columns of an [`OrderView`] of the order `o` (joined to its marketplace `m`).
-const ORDER_VIEW: &str = "SELECT m.code AS marketplace, o.external_id AS order_id, o.status,
+const ORDER_COLUMNS: &str = "m.code AS marketplace, o.external_id AS order_id, o.status,
         o.raw_status, o.has_unknown_sku, o.placed_at, o.first_seen_at, o.updated_at,
         (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) AS items,
         (SELECT COALESCE(sum(i.quantity), 0)::bigint FROM order_items i
-         WHERE i.order_id = o.id) AS units
-    FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id";
+         WHERE i.order_id = o.id) AS units";
+const ORDERS: &str = "orders o JOIN marketplaces m ON m.id = o.marketplace_id";
 
 /// Orders, most recently changed first.
 pub async fn orders(pool: &PgPool, query: &OrderQuery) -> sqlx::Result<Vec<OrderView>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORDER_VIEW}
+        "SELECT {ORDER_COLUMNS} FROM {ORDERS}
          WHERE ($1::text IS NULL OR m.code = $1) AND ($2::text IS NULL OR o.status = $2)
            AND (NOT $3 OR o.has_unknown_sku)
          ORDER BY o.updated_at DESC, o.id DESC LIMIT $4"
@@ -248,12 +248,14 @@ pub struct OrderItemView {
 }
 
 /// One order as stored: its items, their locks, and the marketplace's raw JSON.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct OrderDetail {
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub order: OrderView,
     pub delivery_note_url: Option<String>,
     pub label_url: Option<String>,
+    #[sqlx(skip)]
     pub items: Vec<OrderItemView>,
     pub raw: serde_json::Value,
 }
@@ -263,27 +265,18 @@ pub async fn order(
     marketplace: &str,
     order_id: &str,
 ) -> sqlx::Result<Option<OrderDetail>> {
-    let found: Option<OrderView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORDER_VIEW} WHERE m.code = $1 AND o.external_id = $2"
+    let found: Option<OrderDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS}, o.delivery_note_url, o.label_url, o.raw FROM {ORDERS}
+         WHERE m.code = $1 AND o.external_id = $2"
     )))
     .bind(marketplace)
     .bind(order_id)
     .fetch_optional(pool)
     .await?;
-    let Some(order) = found else {
+    let Some(mut detail) = found else {
         return Ok(None);
     };
-    let (delivery_note_url, label_url, raw): (Option<String>, Option<String>, serde_json::Value) =
-        sqlx::query_as(
-            "SELECT o.delivery_note_url, o.label_url, o.raw
-             FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id
-             WHERE m.code = $1 AND o.external_id = $2",
-        )
-        .bind(marketplace)
-        .bind(order_id)
-        .fetch_one(pool)
-        .await?;
-    let items = sqlx::query_as(
+    detail.items = sqlx::query_as(
         "SELECT i.external_id AS item_id, i.sku, i.variation_id IS NOT NULL AS known_sku,
                 i.quantity, i.status, i.raw_status, l.lock_status, i.care_state, i.care_url
          FROM order_items i
@@ -297,11 +290,5 @@ pub async fn order(
     .bind(order_id)
     .fetch_all(pool)
     .await?;
-    Ok(Some(OrderDetail {
-        order,
-        delivery_note_url,
-        label_url,
-        items,
-        raw,
-    }))
+    Ok(Some(detail))
 }

@@ -39,6 +39,9 @@ impl Report {
     }
 }
 
+/// A lock older than this whose order has not changed is reported as stale.
+pub const DEFAULT_STALE_AFTER_HOURS: u64 = 72;
+
 pub const INVARIANTS: [&str; 4] = [
     "locked_stock equals the sum of the row's locked locks",
     "listed_stock >= 0, locked_stock >= 0, available_stock = max(listed - locked, 0)",

@@ -38,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Options {
     /// RabbitMQ's management API, for unacknowledged counts in queue stats.
     pub management_url: Option<String>,
-    /// A lock older than this is reported by validation as stale.
+    /// A lock older than this is reported by validation as stale (as the CLI's default).
     pub stale_lock_after: Duration,
 }
 
@@ -46,7 +46,9 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             management_url: None,
-            stale_lock_after: Duration::from_secs(7 * 24 * 3600),
+            stale_lock_after: Duration::from_secs(
+                crate::admin::validate::DEFAULT_STALE_AFTER_HOURS * 3600,
+            ),
         }
     }
 }
@@ -72,11 +74,7 @@ impl Api {
 
     /// Every marketplace code, for the per-marketplace queues.
     async fn marketplace_codes(&self) -> sqlx::Result<Vec<String>> {
-        Ok(crate::marketplace::directory::load_all(&self.db)
-            .await?
-            .into_iter()
-            .map(|m| m.code)
-            .collect())
+        crate::marketplace::directory::codes(&self.db).await
     }
 }
 

@@ -10,7 +10,8 @@ use crate::admin::stock::{self, Correction, StockQuery};
 use crate::admin::tokens::{Caller, Role};
 use crate::admin::{dlq, marketplaces, queues, validate};
 use crate::bus::outbox::{self, OutboxMessage};
-use crate::events::{SYNC_TYPES, SyncRequest};
+use crate::events::SyncRequest;
+use crate::poller::SyncKind;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
@@ -198,25 +199,18 @@ async fn request_sync(
             known.join(", ")
         )));
     }
-    let types: Vec<&str> = match body.sync_type.as_str() {
-        "all" => SYNC_TYPES.to_vec(),
-        wanted => SYNC_TYPES
-            .into_iter()
-            .filter(|known| *known == wanted)
-            .collect(),
-    };
-    if types.is_empty() {
-        return Err(ApiError::BadRequest(format!(
-            "unknown sync type {:?}; use {} or all",
+    let kinds = SyncKind::select(&body.sync_type).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "unknown sync type {:?}; use {}",
             body.sync_type,
-            SYNC_TYPES.join(", ")
-        )));
-    }
+            SyncKind::CHOICES
+        ))
+    })?;
     let mut messages = Vec::new();
     for marketplace in &marketplaces {
-        for sync_type in &types {
+        for kind in &kinds {
             let request = SyncRequest {
-                sync_type: (*sync_type).to_owned(),
+                sync_type: kind.name().to_owned(),
                 force: body.force,
                 days_back: body.days_back,
                 requested_by: format!("api:{}", caller.name),

@@ -65,6 +65,13 @@ pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     .await
 }
 
+/// Every marketplace's code, in id order (each has its publisher queue).
+pub async fn codes(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT code FROM marketplaces ORDER BY id")
+        .fetch_all(pool)
+        .await
+}
+
 /// Marketplaces by code; an unknown code reloads the table once, so a
 /// marketplace added while the fleet runs is found without a restart.
 pub struct MarketplaceDirectory {

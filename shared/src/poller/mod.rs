@@ -65,6 +65,48 @@ impl fmt::Display for SyncType {
     }
 }
 
+/// What a sync request (`stockfleet sync`, `sync.<mp>.<type>`, the API) names:
+/// one of the poller's order syncs, or the publisher's stock reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Orders(SyncType),
+    Stock,
+}
+
+impl SyncKind {
+    /// The names [`SyncKind::select`] takes, for error messages.
+    pub const CHOICES: &str = "new, modified, care, incomplete, stock or all";
+    const STOCK: &str = "stock";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncKind::Orders(sync_type) => sync_type.as_str(),
+            SyncKind::Stock => Self::STOCK,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            Self::STOCK => Some(SyncKind::Stock),
+            name => SyncType::parse(name).map(SyncKind::Orders),
+        }
+    }
+
+    /// One kind by name, or every kind for `all`.
+    pub fn select(name: &str) -> Option<Vec<Self>> {
+        match name {
+            "all" => Some(
+                SyncType::ALL
+                    .into_iter()
+                    .map(SyncKind::Orders)
+                    .chain([SyncKind::Stock])
+                    .collect(),
+            ),
+            name => Self::parse(name).map(|kind| vec![kind]),
+        }
+    }
+}
+
 /// Why a run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -621,20 +663,23 @@ impl SyncCommandHandler {
         let request: SyncRequest = envelope
             .payload()
             .map_err(|e| HandlerError::Permanent(format!("malformed sync request: {e}")))?;
-        if request.sync_type == "stock" {
-            return crate::reconcile::run(
-                &self.syncer.pool,
-                &envelope.marketplace,
-                request.force,
-                Trigger::Fleet,
-            )
-            .await
-            .map(drop)
-            .map_err(|e| HandlerError::Transient(e.to_string()));
-        }
-        let sync_type = SyncType::parse(&request.sync_type).ok_or_else(|| {
+        let kind = SyncKind::parse(&request.sync_type).ok_or_else(|| {
             HandlerError::Permanent(format!("unknown sync type {:?}", request.sync_type))
         })?;
+        let sync_type = match kind {
+            SyncKind::Orders(sync_type) => sync_type,
+            SyncKind::Stock => {
+                return crate::reconcile::run(
+                    &self.syncer.pool,
+                    &envelope.marketplace,
+                    request.force,
+                    Trigger::Fleet,
+                )
+                .await
+                .map(drop)
+                .map_err(|e| HandlerError::Transient(e.to_string()));
+            }
+        };
         let marketplace = self
             .marketplaces
             .get(&envelope.marketplace)
@@ -693,4 +738,26 @@ pub async fn run_worker(worker: Worker) -> anyhow::Result<()> {
     .await;
     scheduler.await.ok();
     worker.stop(consumed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_requests_name_one_kind_or_all() {
+        assert_eq!(
+            SyncKind::select("new"),
+            Some(vec![SyncKind::Orders(SyncType::New)])
+        );
+        assert_eq!(SyncKind::select("stock"), Some(vec![SyncKind::Stock]));
+        let all = SyncKind::select("all").unwrap();
+        let names: Vec<&str> = all.iter().map(|kind| kind.name()).collect();
+        assert_eq!(names, ["new", "modified", "care", "incomplete", "stock"]);
+        assert!(
+            all.iter()
+                .all(|kind| SyncKind::parse(kind.name()) == Some(*kind))
+        );
+        assert_eq!(SyncKind::select("weekly"), None);
+    }
 }
