@@ -91,8 +91,11 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<(stockfleet::bus::Bu
     let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
     let marketplaces = stockfleet::marketplace::directory::codes(&pool).await?;
     pool.close().await;
-    let topology =
-        stockfleet::bus::Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
-    let bus = stockfleet::bus::Bus::connect(&settings.amqp_url, topology).await?;
+    let bus = stockfleet::bus::Bus::connect(
+        &settings.amqp_url,
+        settings.topology(),
+        settings.amqp_timeout(),
+    )
+    .await?;
     Ok((bus, marketplaces))
 }

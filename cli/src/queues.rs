@@ -1,4 +1,5 @@
-//! `stockfleet queues [--watch]`: depth and consumers of every queue.
+//! `stockfleet queues [--watch]`: depth and consumers of every queue;
+//! `stockfleet queues migrate [--dry-run]`: this version's topology.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use stockfleet::config::Settings;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Refresh every N seconds until interrupted.
     #[arg(long, num_args = 0..=1, default_missing_value = "2")]
     watch: Option<u64>,
@@ -19,8 +22,32 @@ pub struct Args {
     management_url: String,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Bring the queues to this version's topology, keeping every message:
+    /// re-create queues declared with other arguments, move the old per-queue
+    /// retry queues into the shared delay queues. Stop the workers first.
+    Migrate {
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     let (bus, marketplaces) = crate::connect_bus(settings).await?;
+    if let Some(Command::Migrate { dry_run }) = args.command {
+        let mut done = Vec::new();
+        let migrated = stockfleet::bus::migrate::migrate(&bus, &marketplaces, dry_run, &mut done);
+        let migrated = migrated.await;
+        bus.close().await;
+        // What was done is printed even when a later step failed.
+        for line in &done {
+            println!("{line}");
+        }
+        migrated?;
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
         let stats = queues::stats(&bus, &marketplaces, Some(&args.management_url)).await?;
         if args.watch.is_some() {

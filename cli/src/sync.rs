@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::time::Duration;
-use stockfleet::bus::{Bus, Exchange, Outgoing, Publisher, Topology};
+use stockfleet::bus::{Bus, Exchange, Outgoing, Publisher};
 use stockfleet::config::Settings;
 use stockfleet::events::SyncRequest;
 use stockfleet::marketplace::directory::{self, MarketplaceRow};
@@ -146,8 +146,12 @@ async fn request(
     force: bool,
     days_back: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
-    let topology = Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
-    let bus = Bus::connect(&settings.amqp_url, topology).await?;
+    let bus = Bus::connect(
+        &settings.amqp_url,
+        settings.topology(),
+        settings.amqp_timeout(),
+    )
+    .await?;
     let publisher = Publisher::new(&bus).await?;
     let mut messages = Vec::new();
     for marketplace in marketplaces {

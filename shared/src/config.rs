@@ -24,6 +24,11 @@ pub struct Settings {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// Seconds each broker connect attempt and each declaration step may take:
+    /// a broker that accepts connections but never answers AMQP is reported
+    /// (and retried) instead of hanging the process.
+    #[arg(long, env = "AMQP_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub amqp_timeout_seconds: u64,
     /// Prefix of every exchange and queue name, so tenants and tests can share a broker.
     #[arg(long, env = "BUS_PREFIX", default_value = "stockfleet")]
     pub bus_prefix: String,
@@ -54,6 +59,17 @@ pub struct ConsumerSettings {
         default_value = "1000,5000,30000,120000,600000"
     )]
     pub retry_delays_ms: Vec<u64>,
+}
+
+impl Settings {
+    pub fn amqp_timeout(&self) -> Duration {
+        Duration::from_secs(self.amqp_timeout_seconds.max(1))
+    }
+
+    /// This fleet's bus topology.
+    pub fn topology(&self) -> crate::bus::Topology {
+        crate::bus::Topology::new(&self.bus_prefix, self.consumer.retry_delays())
+    }
 }
 
 impl ConsumerSettings {

@@ -8,21 +8,25 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use sqlx::PgPool;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The broker connection once the worker has it: health is served before
+/// the broker is reached, so a broker that does not answer shows as not ready.
+pub type BusSlot = Arc<OnceLock<Arc<Bus>>>;
 
 #[derive(Clone)]
 struct Probes {
     db: PgPool,
-    bus: Arc<Bus>,
+    bus: BusSlot,
 }
 
 /// Serves the endpoints on `addr` until `shutdown`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     db: PgPool,
-    bus: Arc<Bus>,
+    bus: BusSlot,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     // Installed before any work starts: counts made before the recorder exists are lost.
@@ -58,8 +62,10 @@ async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
         Ok(Err(error)) => problems.push(format!("database: {error}")),
         Err(_) => problems.push("database: no answer within 2 s".to_owned()),
     }
-    if !probes.bus.is_connected() {
-        problems.push("broker: not connected".to_owned());
+    match probes.bus.get() {
+        None => problems.push("broker: not connected yet (connecting and declaring)".to_owned()),
+        Some(bus) if !bus.is_connected() => problems.push("broker: not connected".to_owned()),
+        Some(_) => {}
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready".to_owned())

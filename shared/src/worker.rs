@@ -2,7 +2,7 @@
 //! (migrated) and RabbitMQ, declare the topology, serve health and metrics,
 //! relay the outbox, consume until SIGTERM, then shut down in order.
 
-use crate::bus::{self, Bus, Handler, QueueSpec, Topology};
+use crate::bus::{self, Bus, Handler, QueueSpec};
 use crate::config::Settings;
 use anyhow::Context;
 use sqlx::PgPool;
@@ -32,18 +32,28 @@ impl Worker {
         let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
             .await?;
         let codes = crate::marketplace::directory::codes(&db).await?;
-        let topology = Topology::new(&settings.bus_prefix, settings.consumer.retry_delays());
-        let bus = Arc::new(Bus::connect(&settings.amqp_url, topology).await?);
-        bus.declare(&QueueSpec::all(codes.iter().map(String::as_str)))
-            .await?;
+        // Health first: while the broker is being reached (or does not
+        // answer), /healthz answers and /readyz says why it is not ready.
+        let bus_slot = crate::health::BusSlot::default();
         let health_addr = match health {
             Some(addr) => Some(
-                crate::health::serve(addr, db.clone(), bus.clone(), shutdown.clone())
+                crate::health::serve(addr, db.clone(), bus_slot.clone(), shutdown.clone())
                     .await
                     .with_context(|| format!("cannot serve health endpoints on {addr}"))?,
             ),
             None => None,
         };
+        let bus = Arc::new(
+            Bus::connect(
+                &settings.amqp_url,
+                settings.topology(),
+                settings.amqp_timeout(),
+            )
+            .await?,
+        );
+        bus.declare(&QueueSpec::all(codes.iter().map(String::as_str)))
+            .await?;
+        bus_slot.set(bus.clone()).ok();
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn({
             let (db, bus, stop) = (db.clone(), bus.clone(), relay_stop.clone());
@@ -113,7 +123,16 @@ where
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async move {
         let shutdown = crate::shutdown::on_signals();
-        let worker = Worker::start(name, args.settings, Some(health), shutdown).await?;
+        let started = Worker::start(name, args.settings, Some(health), shutdown.clone());
+        // SIGTERM while still reaching the database or the broker: nothing
+        // was consumed yet, so there is nothing to finish.
+        let worker = tokio::select! {
+            worker = started => worker?,
+            _ = shutdown.cancelled() => {
+                tracing::info!(worker = name, "stopped before it was started");
+                return Ok(());
+            }
+        };
         body(worker).await
     });
     drop(runtime);

@@ -1,16 +1,18 @@
 //! Test harness: every test gets its own database and its own bus prefix on
 //! the shared PostgreSQL and RabbitMQ, so tests run in parallel and never see
-//! each other's rows or messages. Both are removed when the test ends, even
-//! when it panics.
+//! each other's rows or messages. The database is removed when the test ends,
+//! even when it panics; the prefix is leased from a bounded pool and its
+//! queues purged and kept for the next test (`broker.rs`).
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use sqlx::{PgPool, Row};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -26,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod api;
+pub mod broker;
 mod sim;
 pub use api::ApiServer;
 pub use sim::Sim;
@@ -34,14 +37,22 @@ pub const MARKETPLACE: &str = "backmarket";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub struct TestEnv {
+    /// The test database's name (unique).
     pub name: String,
+    /// The bus prefix, leased for this test (`broker.rs`).
+    pub prefix: String,
     pub settings: Settings,
     /// Every set of retry delays a worker of this test declared queues for,
-    /// so the cleanup removes all of their retry queues.
+    /// so the cleanup empties all of their delay queues.
     retry_delay_sets: std::sync::Mutex<Vec<Vec<u64>>>,
+    /// Messages settled per queue by earlier tests of this process on the
+    /// same prefix (the metrics are the process's).
+    settled_before: HashMap<String, u64>,
     pub db: PgPool,
     pub bus: Arc<Bus>,
     channel: Channel,
+    /// Dropped after the cleanup, so the next holder finds the queues empty.
+    _lease: broker::Lease,
 }
 
 impl TestEnv {
@@ -49,12 +60,13 @@ impl TestEnv {
         stockfleet::telemetry::metrics();
         let name = format!("sft_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let settings = Settings {
+        let mut settings = Settings {
             database_url: database_url.clone(),
             database_pool_size: 5,
             amqp_url: std::env::var("AMQP_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            bus_prefix: name.clone(),
+            amqp_timeout_seconds: 10,
+            bus_prefix: String::new(),
             consumer: ConsumerSettings {
                 prefetch: 100,
                 batch_size: 50,
@@ -69,27 +81,23 @@ impl TestEnv {
         let db = stockfleet::db::connect(&database_url, 5)
             .await
             .expect("test pool");
-        let topology = Topology::new(&name, settings.consumer.retry_delays());
-        let bus = Arc::new(
-            Bus::connect(&settings.amqp_url, topology)
-                .await
-                .expect("broker"),
-        );
-        bus.declare(&QueueSpec::all(
-            marketplace_codes(&db).await.iter().map(String::as_str),
-        ))
-        .await
-        .expect("declare topology");
+        let (lease, bus) = broker::lease(&settings).await;
+        settings.bus_prefix = lease.prefix.clone();
+        let codes = marketplace_codes(&db).await;
+        prepare(&bus, &settings.amqp_url, &codes).await;
         let channel = bus.channel().await.expect("channel");
         Self {
             name,
+            prefix: lease.prefix.clone(),
             retry_delay_sets: std::sync::Mutex::new(vec![
                 settings.consumer.retry_delays_ms.clone(),
             ]),
+            settled_before: settled_counts(&lease.prefix),
             settings,
             db,
-            bus,
+            bus: Arc::new(bus),
             channel,
+            _lease: lease,
         }
     }
 
@@ -191,7 +199,7 @@ impl TestEnv {
             .env("DATABASE_URL", &self.settings.database_url)
             .env("DATABASE_POOL_SIZE", "4")
             .env("AMQP_URL", &self.settings.amqp_url)
-            .env("BUS_PREFIX", &self.name)
+            .env("BUS_PREFIX", &self.prefix)
             .env("HEALTH_ADDR", "127.0.0.1:0")
             .env("CONSUMERS", "2")
             .env("BATCH_SIZE", "50")
@@ -211,19 +219,10 @@ impl TestEnv {
         command
     }
 
-    /// Messages handled plus failed by the in-process consumers of `queue`.
+    /// Messages handled plus failed by this test's in-process consumers of `queue`.
     pub fn settled(&self, queue: &str) -> u64 {
-        let rendered = stockfleet::telemetry::metrics().render();
-        let label = format!("queue=\"{queue}\"");
-        rendered
-            .lines()
-            .filter(|line| {
-                (line.starts_with("stockfleet_messages_handled_total")
-                    || line.starts_with("stockfleet_messages_failed_total"))
-                    && line.contains(&label)
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        let now = settled_counts(queue).get(queue).copied().unwrap_or(0);
+        now - self.settled_before.get(queue).copied().unwrap_or(0)
     }
 
     /// Waits until the in-process consumers of `queue` have settled `count` messages.
@@ -354,7 +353,7 @@ impl Drop for TestEnv {
             .iter()
             .map(|delays| {
                 Topology::new(
-                    &name,
+                    &self.prefix,
                     delays.iter().copied().map(Duration::from_millis).collect(),
                 )
             })
@@ -368,10 +367,32 @@ impl Drop for TestEnv {
     }
 }
 
+/// Empties the queues of a leased prefix and checks they are this version's
+/// (a pool prefix declared by an older harness is re-created), then declares
+/// this test's topology.
+async fn prepare(bus: &Bus, amqp_url: &str, codes: &[String]) {
+    let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
+        .await
+        .expect("broker");
+    let queues = broker::queues(&bus.topology, codes);
+    broker::purge(&connection, &queues).await;
+    let specs = QueueSpec::all(codes.iter().map(String::as_str));
+    if let Err(error) = bus.declare(&specs).await {
+        eprintln!(
+            "re-creating the queues of {}: {error:#}",
+            bus.topology.prefix
+        );
+        broker::delete(&connection, &queues).await;
+        bus.declare(&specs).await.expect("declare topology");
+    }
+    let _ = connection.close(200, "prepared".into()).await;
+}
+
 /// Best effort, each step bounded: a cleanup must never hang a test run.
 async fn cleanup(name: String, amqp_url: String, database_url: String, topologies: Vec<Topology>) {
     let step = Duration::from_secs(10);
-    // Marketplaces a test added have queues too.
+    // Marketplaces a test added have queues too: deleted, since the next test
+    // on this prefix does not have them.
     let codes = async {
         let db = PgPool::connect(&database_url).await.ok()?;
         let codes = stockfleet::marketplace::directory::codes(&db).await.ok()?;
@@ -382,41 +403,28 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topologie
         .await
         .ok()
         .flatten()
-        .unwrap_or_else(|| vec!["backmarket".into(), "refurbed".into(), "woocommerce".into()]);
-    let topology = &topologies[0]; // exchanges and the unroutable queue do not depend on delays
+        .unwrap_or_default();
+    let added: Vec<String> = codes
+        .into_iter()
+        .filter(|code| !broker::SEEDED.contains(&code.as_str()))
+        .collect();
     let bus = async {
         let connection =
             lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
-        let mut queues: Vec<String> = QueueSpec::all(codes.iter().map(String::as_str))
+        let seeded: Vec<String> = broker::SEEDED.map(String::from).to_vec();
+        let mut queues: Vec<String> = topologies
             .iter()
-            .flat_map(|spec| topologies.iter().flat_map(|t| t.queue_names(spec)))
+            .flat_map(|topology| broker::queues(topology, &seeded))
             .collect();
         queues.sort();
         queues.dedup();
-        queues.push(topology.unroutable());
-        // A channel per delete: a failed delete closes its channel.
-        for queue in queues {
-            let channel = connection.create_channel().await?;
-            let deleted =
-                channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default());
-            if tokio::time::timeout(step, deleted).await.is_err() {
-                eprintln!("cleanup: deleting queue {queue} timed out");
-            }
-            // Closed, not dropped: a drop closes in the background and races
-            // the connection's close (lapin logs a spurious error).
-            let _ = tokio::time::timeout(step, channel.close(200, "deleted".into())).await;
-        }
-        for exchange in [
-            topology.exchange(Exchange::Events),
-            topology.exchange(Exchange::Commands),
-            topology.unroutable(),
-        ] {
-            let channel = connection.create_channel().await?;
-            let _ = channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-            let _ = tokio::time::timeout(step, channel.close(200, "deleted".into())).await;
-        }
+        broker::purge(&connection, &queues).await;
+        let added: Vec<String> = QueueSpec::all(added.iter().map(String::as_str))
+            .iter()
+            .filter(|spec| spec.single_active_consumer) // the publisher queues
+            .flat_map(|spec| topologies[0].queue_names(spec))
+            .collect();
+        broker::delete(&connection, &added).await;
         let _ = tokio::time::timeout(step, connection.close(200, "test over".into())).await;
         Ok::<_, lapin::Error>(())
     };
@@ -435,6 +443,35 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topologie
     if tokio::time::timeout(step * 3, database).await.is_err() {
         eprintln!("cleanup: dropping database {name} timed out");
     }
+}
+
+/// Messages handled plus failed per queue (of names starting with `prefix`)
+/// by the in-process consumers of this process.
+fn settled_counts(prefix: &str) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    let rendered = stockfleet::telemetry::metrics().render();
+    for line in rendered.lines().filter(|line| {
+        line.starts_with("stockfleet_messages_handled_total")
+            || line.starts_with("stockfleet_messages_failed_total")
+    }) {
+        let Some(queue) = line
+            .split_once("queue=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(queue, _)| queue)
+        else {
+            continue;
+        };
+        if !queue.starts_with(prefix) {
+            continue;
+        }
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        *counts.entry(queue.to_owned()).or_insert(0) += value as u64;
+    }
+    counts
 }
 
 fn delays_env(delays: &[u64]) -> String {

@@ -152,7 +152,7 @@ async fn a_worker_refuses_an_unmigrated_database_and_says_what_to_do() {
             "DATABASE_URL",
             format!("postgres://postgres@127.0.0.1:5432/{empty}"),
         )
-        .env("BUS_PREFIX", &env.name)
+        .env("BUS_PREFIX", &env.prefix)
         .env("HEALTH_ADDR", "127.0.0.1:0")
         .output()
         .await
@@ -221,7 +221,7 @@ async fn health_readiness_and_metrics_are_served() {
             .unwrap();
         metrics.contains(&format!(
             "stockfleet_messages_handled_total{{queue=\"{}.locker\"}} 1",
-            env.name
+            env.prefix
         )) && metrics.contains("stockfleet_handler_seconds_bucket")
             && metrics.contains("stockfleet_outbox_backlog")
     })

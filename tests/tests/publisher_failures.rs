@@ -5,7 +5,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use stockfleet::admin::dlq::{self, Filter};
-use stockfleet::bus::QueueSpec;
+use stockfleet::bus::{QueueSpec, Topology};
+use stockfleet_tests::broker;
 use stockfleet_tests::*;
 
 const BM: &str = "backmarket";
@@ -17,13 +18,12 @@ fn marketplaces() -> Vec<String> {
         .to_vec()
 }
 
-/// Every queue of a marketplace's publisher (work, retries, dead letters) is empty.
-async fn drained(env: &TestEnv, marketplace: &str) -> bool {
-    for queue in env
-        .bus
-        .topology
-        .queue_names(&QueueSpec::publisher(marketplace))
-    {
+/// Every queue of a marketplace's publisher (work, dead letters) and the
+/// delay queues of `topology` (this test's alone) are empty.
+async fn drained(env: &TestEnv, topology: &Topology, marketplace: &str) -> bool {
+    let mut queues = topology.queue_names(&QueueSpec::publisher(marketplace));
+    queues.extend(topology.delay_queues());
+    for queue in queues {
         if env.depth(&queue).await > 0 {
             return false;
         }
@@ -106,6 +106,7 @@ async fn every_update_arrives_after_a_429_storm_5xx_timeouts_and_a_minute_down()
     // with delays up to 10 minutes covers about 13 minutes).
     settings.consumer.max_attempts = 30;
     settings.consumer.retry_delays_ms = vec![200, 1000, 2000];
+    let topology = settings.topology();
     let publisher = env
         .start_publisher_with(settings, &sim, Duration::from_secs(3600))
         .await;
@@ -159,7 +160,7 @@ async fn every_update_arrives_after_a_429_storm_5xx_timeouts_and_a_minute_down()
     })
     .await;
     eventually("nothing left in any queue", || async {
-        drained(&env, RF).await
+        drained(&env, &topology, RF).await
     })
     .await;
     for sku in &skus {
@@ -189,11 +190,22 @@ async fn at_the_limit(processes: usize) -> f64 {
     let mut publishers: Vec<_> = (0..processes)
         .map(|_| env.spawn("stockfleet-publisher"))
         .collect();
-    let queue = env.queue(&QueueSpec::publisher(BM));
-    eventually("publishers consuming", || async {
-        env.consumers(&queue).await >= 2 * processes as u32
-    })
-    .await;
+    // Every process consumes every marketplace queue (2 channels each), and
+    // the broker lets exactly one of those consumers receive: one gate paces
+    // each marketplace however many publishers run.
+    for marketplace in stockfleet_tests::broker::SEEDED {
+        let queue = env.queue(&QueueSpec::publisher(marketplace));
+        eventually("publishers consuming", || async {
+            broker::consumers_active(&queue).await.len() == 2 * processes
+        })
+        .await;
+        let active = broker::consumers_active(&queue).await;
+        assert_eq!(
+            active.iter().filter(|active| **active).count(),
+            1,
+            "{queue}: {active:?}"
+        );
+    }
     eventually("every row pushed", || async { env.in_sync(&sim, BM).await }).await;
     assert_eq!(
         sim.violations(BM).await,

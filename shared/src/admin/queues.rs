@@ -1,5 +1,5 @@
 //! Queue depths for `stockfleet queues`: ready messages and consumers of every
-//! queue of the fleet (work, retry, dead-letter, unroutable) from AMQP itself;
+//! queue of the fleet (work, dead-letter, shared delay, unroutable) from AMQP itself;
 //! unacknowledged messages only where the broker tells, i.e. its management
 //! API (RabbitMQ's `rabbitmq_management` plugin, off by default). Without it
 //! the column says so instead of failing.
@@ -27,6 +27,7 @@ pub fn names(bus: &Bus, marketplaces: &[String]) -> Vec<String> {
         .iter()
         .flat_map(|spec| bus.topology.queue_names(spec))
         .collect();
+    names.extend(bus.topology.delay_queues());
     names.push(bus.topology.unroutable());
     names
 }

@@ -3,13 +3,14 @@
 //! Deliveries are taken in batches (whatever is ready, up to `batch_size`) so
 //! a handler can commit many messages in one transaction. After the handler
 //! returns, each message is settled: handled; a transient failure goes to a
-//! delayed retry queue with its attempt count; a permanent failure, or a
+//! shared delay queue (and then back) with its attempt count; a permanent failure, or a
 //! transient one past `max_attempts`, goes to the dead-letter queue with the
 //! reason in its headers. Only then is the batch acknowledged, so a crash at
 //! any point redelivers rather than loses.
 
 use super::headers::{self, ATTEMPTS, DEFERRALS, TRACEPARENT};
-use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec};
+use super::topology::{RETRY_DELAY, delay_label};
+use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec, Route};
 use crate::config::ConsumerSettings;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -18,7 +19,7 @@ use lapin::types::FieldTable;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// A decoded message handed to a handler.
@@ -268,7 +269,7 @@ impl<H: Handler> ConsumerLoop<H> {
             let deferrals = headers::get_u32(&headers, DEFERRALS).unwrap_or(0) + 1;
             headers::set_u32(&mut headers, DEFERRALS, deferrals);
             tracing::debug!(%reason, deferrals, "message deferred");
-            return Self::resend(delivery, headers, topology.retry_queue(&self.spec, 1).0);
+            return self.retry(delivery, headers, topology.retry_delay(1));
         }
         let attempts = headers::get_u32(&headers, ATTEMPTS).unwrap_or(0) + 1;
         headers::record_failure(
@@ -281,22 +282,31 @@ impl<H: Handler> ConsumerLoop<H> {
         );
         let give_up =
             matches!(error, HandlerError::Permanent(_)) || attempts >= self.settings.max_attempts;
-        let target = if give_up {
+        if give_up {
             tracing::warn!(%error, kind = error.kind(), attempts, "dead-lettering message");
-            topology.dead_letter_queue(&self.spec)
+            let dead_letters = Route {
+                exchange: String::new(),
+                routing_key: topology.dead_letter_queue(&self.spec),
+            };
+            Self::resend(delivery, headers, dead_letters)
         } else {
-            let (retry_queue, delay) = topology.retry_queue(&self.spec, attempts);
+            let delay = topology.retry_delay(attempts);
             tracing::info!(%error, attempts, ?delay, "message will be retried");
-            retry_queue
-        };
-        Self::resend(delivery, headers, target)
+            self.retry(delivery, headers, delay)
+        }
     }
 
-    /// A copy of `delivery` for `queue` (through the default exchange).
-    fn resend(delivery: &Delivery, headers: FieldTable, queue: String) -> Outgoing {
+    /// A copy of `delivery` that waits `delay` in its delay queue, then comes back.
+    fn retry(&self, delivery: &Delivery, mut headers: FieldTable, delay: Duration) -> Outgoing {
+        headers::set_str(&mut headers, RETRY_DELAY, &delay_label(delay));
+        Self::resend(delivery, headers, self.bus.topology.retry_route(&self.spec))
+    }
+
+    /// A copy of `delivery` published to `route`.
+    fn resend(delivery: &Delivery, headers: FieldTable, route: Route) -> Outgoing {
         Outgoing {
-            exchange: String::new(),
-            routing_key: queue,
+            exchange: route.exchange,
+            routing_key: route.routing_key,
             message_id: delivery
                 .properties
                 .message_id()

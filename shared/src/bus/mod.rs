@@ -2,8 +2,10 @@
 //! consumer loop with retries and dead letters, and the transactional outbox.
 
 pub mod consumer;
+mod declare;
 pub mod envelope;
 pub mod headers;
+pub mod migrate;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;
@@ -12,7 +14,7 @@ pub use consumer::{Handler, HandlerError, Incoming};
 pub use envelope::Envelope;
 pub use outbox::OutboxMessage;
 pub use publisher::{Outgoing, Publisher};
-pub use topology::{Exchange, QueueSpec, Topology};
+pub use topology::{Exchange, QueueSpec, Route, Topology};
 
 use anyhow::Context;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -22,11 +24,15 @@ use std::time::Duration;
 pub struct Bus {
     connection: Connection,
     pub topology: Topology,
+    /// Bound on each connect attempt and on declaring the topology: a broker
+    /// that accepts connections but never answers must not hang a worker.
+    timeout: Duration,
 }
 
 impl Bus {
-    /// Connects, retrying while the broker is not answering yet.
-    pub async fn connect(url: &str, topology: Topology) -> anyhow::Result<Self> {
+    /// Connects, retrying while the broker is not answering yet; each attempt
+    /// gives up after `timeout`.
+    pub async fn connect(url: &str, topology: Topology, timeout: Duration) -> anyhow::Result<Self> {
         let policy = crate::retry::Policy {
             initial: Duration::from_millis(200),
             max_interval: Duration::from_secs(5),
@@ -36,9 +42,9 @@ impl Bus {
             || ConnectionProperties::default().with_connection_name("stockfleet".into());
         let connection = crate::retry::retry(
             &policy,
-            || Connection::connect(url, properties()),
+            || declare::within(timeout, Connection::connect(url, properties())),
             |_| true,
-            |error, wait| tracing::warn!(%error, ?wait, "RabbitMQ not reachable yet; retrying"),
+            |error, wait| tracing::warn!(error = %format!("{error:#}"), ?wait, "RabbitMQ not reachable yet; retrying"),
         )
         .await
         .with_context(|| {
@@ -50,6 +56,7 @@ impl Bus {
         Ok(Self {
             connection,
             topology,
+            timeout,
         })
     }
 
@@ -63,9 +70,9 @@ impl Bus {
 
     /// Declares the exchanges and the given consumer queues.
     pub async fn declare(&self, specs: &[QueueSpec]) -> anyhow::Result<()> {
-        let channel = self.channel().await?;
+        let channel = declare::within(self.timeout, self.channel()).await?;
         self.topology
-            .declare(&channel, specs)
+            .declare(&channel, specs, self.timeout)
             .await
             .context("declaring the RabbitMQ topology failed")?;
         channel.close(200, "declared".into()).await.ok();
@@ -108,7 +115,7 @@ pub async fn passive_declare(channel: &Channel, queue: &str) -> lapin::Result<la
         .await
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(
         error.kind(),

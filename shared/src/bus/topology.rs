@@ -1,21 +1,29 @@
-//! Exchange and queue names and arguments (design §5), all under one prefix.
+//! Exchange and queue names (design §5), all under one prefix, and how many
+//! quorum queues a fleet needs. Declaring them: `declare.rs`.
 //!
-//! Every consumer queue `Q` is a durable quorum queue with
-//! - retry queues `Q.retry.<ms>ms`: quorum queues whose message TTL dead-letters
-//!   expired messages back to `Q` only (the broker has no delayed exchange);
-//! - a dead-letter queue `Q.dlq`, which also receives messages the broker gives
-//!   up on after `x-delivery-limit` redeliveries (a message that crashes its worker).
+//! Every consumer queue `Q` is a durable quorum queue with a dead-letter queue
+//! `Q.dlq`, which also receives messages the broker gives up on after
+//! `x-delivery-limit` redeliveries (a message that crashes its worker).
+//!
+//! Retries share a fixed set of delay queues, one per retry delay for the
+//! whole fleet, whatever the number of consumer queues (the broker has no
+//! delayed exchange). A message to retry is published to the headers exchange
+//! `<prefix>.delay` with the routing key `Q` and the header `retry-delay`; the
+//! exchange puts it in the delay queue `<prefix>.retry.<ms>ms`, whose message
+//! TTL dead-letters it to the direct exchange `<prefix>.retry` under its
+//! routing key `Q`, and `Q` alone is bound there by its own name.
 //!
 //! Unroutable messages are kept by the exchanges' alternate exchange in
 //! `<prefix>.unroutable` instead of being dropped.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
 use std::time::Duration;
 
 /// Redeliveries after which the broker dead-letters a message by itself.
-const DELIVERY_LIMIT: i64 = 20;
+pub(super) const DELIVERY_LIMIT: i64 = 20;
+
+/// The header the delay exchange routes on (the headers exchange ignores
+/// headers whose name starts with `x-`).
+pub const RETRY_DELAY: &str = "retry-delay";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exchange {
@@ -97,6 +105,13 @@ impl QueueSpec {
     }
 }
 
+/// Where a message is published: an exchange and a routing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub exchange: String,
+    pub routing_key: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub prefix: String,
@@ -112,12 +127,31 @@ impl Topology {
         }
     }
 
+    /// Quorum queues of a fleet serving `marketplaces` with `delays` retry
+    /// delays: a work and a dead-letter queue per consumer queue (locker,
+    /// reducer, poller, one publisher per marketplace), one queue per delay,
+    /// and the unroutable queue: 2 × (3 + M) + D + 1.
+    pub fn quorum_queue_count(marketplaces: usize, delays: usize) -> usize {
+        2 * (3 + marketplaces) + delays + 1
+    }
+
     pub fn exchange(&self, exchange: Exchange) -> String {
         format!("{}.{}", self.prefix, exchange.as_str())
     }
 
     pub fn unroutable(&self) -> String {
         format!("{}.unroutable", self.prefix)
+    }
+
+    /// The headers exchange that puts a message in its delay queue.
+    pub fn delay_exchange(&self) -> String {
+        format!("{}.delay", self.prefix)
+    }
+
+    /// The direct exchange expired retries come back through, routed by the
+    /// name of the queue they came from.
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.retry", self.prefix)
     }
 
     pub fn queue(&self, spec: &QueueSpec) -> String {
@@ -128,133 +162,50 @@ impl Topology {
         format!("{}.dlq", self.queue(spec))
     }
 
-    /// The retry queue for a message that has failed `attempts` times.
-    pub fn retry_queue(&self, spec: &QueueSpec, attempts: u32) -> (String, Duration) {
+    /// The delay queue shared by every consumer queue for `delay`.
+    pub fn delay_queue(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.prefix, delay_label(delay))
+    }
+
+    /// Every delay queue of this topology.
+    pub fn delay_queues(&self) -> Vec<String> {
+        self.retry_delays
+            .iter()
+            .map(|delay| self.delay_queue(*delay))
+            .collect()
+    }
+
+    /// The delay before the next attempt of a message that has failed
+    /// `attempts` times: the delays grow, then the last repeats.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
         let index = (attempts.max(1) as usize - 1).min(self.retry_delays.len() - 1);
-        let delay = self.retry_delays[index];
-        (self.retry_queue_name(spec, delay), delay)
+        self.retry_delays[index]
     }
 
-    fn retry_queue_name(&self, spec: &QueueSpec, delay: Duration) -> String {
-        format!("{}.retry.{}ms", self.queue(spec), delay.as_millis())
+    /// Where a message of `spec`'s queue waits before coming back to it; the
+    /// message must carry the header [`RETRY_DELAY`] = [`delay_label`].
+    pub fn retry_route(&self, spec: &QueueSpec) -> Route {
+        Route {
+            exchange: self.delay_exchange(),
+            routing_key: self.queue(spec),
+        }
     }
 
-    /// Every queue name of a spec: work, retries, dead letters.
+    /// The retry queue each delay had per consumer queue before the delay
+    /// queues were shared (`stockfleet queues migrate` empties and deletes them).
+    pub fn legacy_retry_queue(&self, spec: &QueueSpec, delay: Duration) -> String {
+        format!("{}.retry.{}", self.queue(spec), delay_label(delay))
+    }
+
+    /// The queues of a spec: work and dead letters.
     pub fn queue_names(&self, spec: &QueueSpec) -> Vec<String> {
-        let mut names = vec![self.queue(spec)];
-        names.extend(
-            self.retry_delays
-                .iter()
-                .map(|delay| self.retry_queue_name(spec, *delay)),
-        );
-        names.push(self.dead_letter_queue(spec));
-        names
-    }
-
-    /// Declares the exchanges and these consumer queues; idempotent.
-    pub async fn declare(&self, channel: &Channel, specs: &[QueueSpec]) -> lapin::Result<()> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                self.unroutable().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        declare_queue(channel, &self.unroutable(), quorum()).await?;
-        channel
-            .queue_bind(
-                self.unroutable().into(),
-                self.unroutable().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut exchange_args = FieldTable::default();
-        exchange_args.insert("alternate-exchange".into(), string(&self.unroutable()));
-        for exchange in [Exchange::Events, Exchange::Commands] {
-            channel
-                .exchange_declare(
-                    self.exchange(exchange).into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    exchange_args.clone(),
-                )
-                .await?;
-        }
-        for spec in specs {
-            self.declare_spec(channel, spec).await?;
-        }
-        Ok(())
-    }
-
-    async fn declare_spec(&self, channel: &Channel, spec: &QueueSpec) -> lapin::Result<()> {
-        let queue = self.queue(spec);
-        let dlq = self.dead_letter_queue(spec);
-        declare_queue(channel, &dlq, quorum()).await?;
-
-        let mut work = dead_lettering_to(&dlq);
-        work.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
-        );
-        declare_queue(channel, &queue, work).await?;
-        for (exchange, pattern) in &spec.bindings {
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    self.exchange(*exchange).into(),
-                    pattern.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
-
-        for delay in &self.retry_delays {
-            let mut retry = dead_lettering_to(&queue);
-            retry.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(delay.as_millis() as i64),
-            );
-            declare_queue(channel, &self.retry_queue_name(spec, *delay), retry).await?;
-        }
-        Ok(())
+        vec![self.queue(spec), self.dead_letter_queue(spec)]
     }
 }
 
-async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel.queue_declare(name.into(), options, args).await?;
-    Ok(())
-}
-
-fn string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
-}
-
-fn quorum() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), string("quorum"));
-    args
-}
-
-/// A quorum queue whose dead letters go, at least once, straight to `target`.
-fn dead_lettering_to(target: &str) -> FieldTable {
-    let mut args = quorum();
-    args.insert("x-dead-letter-exchange".into(), string(""));
-    args.insert("x-dead-letter-routing-key".into(), string(target));
-    args.insert("x-dead-letter-strategy".into(), string("at-least-once"));
-    args.insert("x-overflow".into(), string("reject-publish"));
-    args
+/// `1000ms`: names a delay in queue names and in the [`RETRY_DELAY`] header.
+pub fn delay_label(delay: Duration) -> String {
+    format!("{}ms", delay.as_millis())
 }
 
 #[cfg(test)]
@@ -274,11 +225,30 @@ mod tests {
             "t1.publisher.backmarket.dlq"
         );
         assert_eq!(
-            topology.retry_queue(&spec, 1).0,
-            "t1.publisher.backmarket.retry.100ms"
+            topology.delay_queues(),
+            vec!["t1.retry.100ms", "t1.retry.2000ms"]
         );
-        assert_eq!(topology.retry_queue(&spec, 2).1, Duration::from_secs(2));
-        assert_eq!(topology.retry_queue(&spec, 9).1, Duration::from_secs(2));
-        assert_eq!(topology.queue_names(&spec).len(), 4);
+        assert_eq!(
+            topology.retry_route(&spec),
+            Route {
+                exchange: "t1.delay".into(),
+                routing_key: "t1.publisher.backmarket".into()
+            }
+        );
+        assert_eq!(topology.retry_delay(1), Duration::from_millis(100));
+        assert_eq!(topology.retry_delay(2), Duration::from_secs(2));
+        assert_eq!(topology.retry_delay(9), Duration::from_secs(2));
+        assert_eq!(
+            topology.legacy_retry_queue(&spec, Duration::from_secs(2)),
+            "t1.publisher.backmarket.retry.2000ms"
+        );
+    }
+
+    #[test]
+    fn the_queue_count_grows_by_two_per_marketplace_only() {
+        // Three marketplaces, five delays: 18 queues (42 with a retry queue
+        // per consumer queue and delay); ten marketplaces: 32 (91 before).
+        assert_eq!(Topology::quorum_queue_count(3, 5), 18);
+        assert_eq!(Topology::quorum_queue_count(10, 5), 32);
     }
 }
