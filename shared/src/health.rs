@@ -1,7 +1,11 @@
-//! `/healthz` (the process is up), `/readyz` (database and broker reachable)
-//! and `/metrics` (Prometheus text) for every long-running binary.
+//! `/healthz` (the process is up), `/readyz` (database and broker reachable,
+//! and every background task, by name, ready) and `/metrics` (Prometheus
+//! text) for every long-running binary. The server is itself a supervised
+//! task: if it stops, the process stops.
 
 use crate::bus::Bus;
+use crate::supervise::{TaskState, Tasks};
+use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,13 +20,18 @@ use tokio_util::sync::CancellationToken;
 struct Probes {
     db: PgPool,
     bus: Arc<Bus>,
+    tasks: Tasks,
 }
+
+/// The health server's name among the tasks.
+const HEALTH_TASK: &str = "health server";
 
 /// Serves the endpoints on `addr` until `shutdown`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     db: PgPool,
     bus: Arc<Bus>,
+    tasks: &Tasks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     // Installed before any work starts: counts made before the recorder exists are lost.
@@ -31,17 +40,20 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { recorder.render() }))
-        .with_state(Probes { db, bus });
+        .with_state(Probes {
+            db,
+            bus,
+            tasks: tasks.clone(),
+        });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+    tasks.ready(HEALTH_TASK);
+    tasks.spawn(HEALTH_TASK, async move {
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "health endpoint stopped");
-        }
+            .await
+            .context("the health endpoint stopped")
     });
     Ok(bound)
 }
@@ -61,9 +73,20 @@ async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
     if !probes.bus.is_connected() {
         problems.push("broker: not connected".to_owned());
     }
+    let (_, tasks) = probes.tasks.report();
+    let mut lines = Vec::with_capacity(tasks.len());
+    for (name, state) in tasks {
+        match state {
+            TaskState::Ready => lines.push(format!("{name}: ready")),
+            TaskState::Starting => problems.push(format!("{name}: starting")),
+            TaskState::Down(reason) => problems.push(format!("{name}: {reason}")),
+        }
+    }
     if problems.is_empty() {
-        (StatusCode::OK, "ready".to_owned())
+        lines.insert(0, "ready".to_owned());
+        (StatusCode::OK, lines.join("\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, problems.join("; "))
+        problems.extend(lines);
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
     }
 }

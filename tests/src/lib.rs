@@ -26,8 +26,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod api;
+mod proxy;
 mod sim;
 pub use api::ApiServer;
+pub use proxy::Proxy;
 pub use sim::Sim;
 
 pub const MARKETPLACE: &str = "backmarket";
