@@ -1,7 +1,11 @@
-//! `/healthz` (the process is up), `/readyz` (database and broker reachable)
-//! and `/metrics` (Prometheus text) for every long-running binary.
+//! `/healthz` (the process is up), `/readyz` (database and broker reachable,
+//! and every background task, by name, ready) and `/metrics` (Prometheus
+//! text) for every long-running binary. The server is itself a supervised
+//! task: if it stops, the process stops.
 
 use crate::bus::Bus;
+use crate::supervise::{TaskState, Tasks};
+use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,13 +24,18 @@ pub type BusSlot = Arc<OnceLock<Arc<Bus>>>;
 struct Probes {
     db: PgPool,
     bus: BusSlot,
+    tasks: Tasks,
 }
+
+/// The health server's name among the tasks.
+const HEALTH_TASK: &str = "health server";
 
 /// Serves the endpoints on `addr` until `shutdown`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     db: PgPool,
     bus: BusSlot,
+    tasks: &Tasks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     // Installed before any work starts: counts made before the recorder exists are lost.
@@ -35,17 +44,20 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { recorder.render() }))
-        .with_state(Probes { db, bus });
+        .with_state(Probes {
+            db,
+            bus,
+            tasks: tasks.clone(),
+        });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+    tasks.ready(HEALTH_TASK);
+    tasks.spawn(HEALTH_TASK, async move {
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "health endpoint stopped");
-        }
+            .await
+            .context("the health endpoint stopped")
     });
     Ok(bound)
 }
@@ -67,9 +79,20 @@ async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
         Some(bus) if !bus.is_connected() => problems.push("broker: not connected".to_owned()),
         Some(_) => {}
     }
+    let (_, tasks) = probes.tasks.report();
+    let mut lines = Vec::with_capacity(tasks.len());
+    for (name, state) in tasks {
+        match state {
+            TaskState::Ready => lines.push(format!("{name}: ready")),
+            TaskState::Starting => problems.push(format!("{name}: starting")),
+            TaskState::Down(reason) => problems.push(format!("{name}: {reason}")),
+        }
+    }
     if problems.is_empty() {
-        (StatusCode::OK, "ready".to_owned())
+        lines.insert(0, "ready".to_owned());
+        (StatusCode::OK, lines.join("\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, problems.join("; "))
+        problems.extend(lines);
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
     }
 }

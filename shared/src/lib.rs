@@ -5,7 +5,7 @@
 //! - [`bus`]: RabbitMQ topology, consumer loop, retries, dead letters, outbox.
 //! - [`marketplace`]: the marketplaces table and one HTTP adapter per marketplace.
 //! - [`api`]: the REST API, dashboard and webhook receiver.
-//! - [`worker`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
+//! - [`worker`], [`supervise`], [`health`], [`telemetry`], [`shutdown`]: what every binary runs on.
 
 pub mod admin;
 pub mod api;
@@ -23,5 +23,6 @@ pub mod publisher;
 pub mod reconcile;
 pub mod retry;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod worker;

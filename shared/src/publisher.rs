@@ -100,11 +100,18 @@ impl Default for Options {
 /// one whose address, credential or rate limit changed gets a new consumer, one removed
 /// is no longer served, all without a restart.
 pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Result<()> {
-    let schedule = tokio::spawn(crate::reconcile::schedule(
-        worker.db.clone(),
-        options.schedule_hour,
-        worker.shutdown.clone(),
-    ));
+    worker.tasks.ready(crate::reconcile::SCHEDULE_TASK);
+    let schedule = worker.tasks.spawn(crate::reconcile::SCHEDULE_TASK, {
+        let (db, hour, shutdown) = (
+            worker.db.clone(),
+            options.schedule_hour,
+            worker.shutdown.clone(),
+        );
+        async move {
+            crate::reconcile::schedule(db, hour, shutdown).await;
+            Ok(())
+        }
+    });
     let mut consumers = Consumers::default();
     let mut refresh = tokio::time::interval(options.refresh);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,7 +135,7 @@ pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Res
         }
     }
     consumers.stop_all().await;
-    schedule.await?;
+    schedule.await.ok();
     worker.stop(result).await
 }
 
@@ -223,6 +230,7 @@ impl Consumers {
             spec,
             worker.settings.consumer.clone(),
             Arc::new(handler),
+            worker.tasks.clone(),
             stop.clone(),
         );
         self.tasks

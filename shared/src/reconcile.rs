@@ -245,6 +245,9 @@ pub fn latest_slot(now: DateTime<Utc>, interval: Duration, offset: Duration) -> 
     DateTime::from_timestamp_millis(slot).unwrap_or(now)
 }
 
+/// The schedule's name among the publisher's tasks.
+pub const SCHEDULE_TASK: &str = "reconciliation schedule";
+
 /// Runs each marketplace's reconciliation at its slots until `shutdown`.
 /// `hour` is the length of an hour of the schedule (shorter in demos and tests).
 /// A slot missed while no publisher ran is not caught up: the next one comes

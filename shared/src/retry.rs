@@ -48,6 +48,40 @@ where
     .await
 }
 
+/// Waits between reconnect attempts of a long-running task: doubling from
+/// 200 ms up to 2 s (so a task is back within about 2 s of its dependency),
+/// reset once the task works again. Never gives up: the task reports itself
+/// down meanwhile.
+pub struct Delays {
+    next: Duration,
+}
+
+impl Delays {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(2);
+
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +109,15 @@ mod tests {
         )
         .await;
         assert_eq!(result, Ok(2));
+    }
+
+    #[test]
+    fn reconnect_delays_double_up_to_two_seconds_and_reset() {
+        let mut delays = Delays::new();
+        let waits: Vec<u128> = (0..6).map(|_| delays.next_wait().as_millis()).collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 2000, 2000]);
+        delays.reset();
+        assert_eq!(delays.next_wait(), Duration::from_millis(200));
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
 //! What every worker binary does around its handler: connect to PostgreSQL
 //! (migrated) and RabbitMQ, declare the topology, serve health and metrics,
-//! relay the outbox, consume until SIGTERM, then shut down in order.
+//! relay the outbox, consume until SIGTERM, then shut down in order. Every
+//! background task runs under [`Tasks`]: one that fails ends the process
+//! with its error.
 
 use crate::bus::{self, Bus, Handler, QueueSpec};
 use crate::config::Settings;
+use crate::supervise::Tasks;
 use anyhow::Context;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -18,6 +21,8 @@ pub struct Worker {
     pub settings: Settings,
     pub shutdown: CancellationToken,
     pub health_addr: Option<SocketAddr>,
+    /// The background tasks, reported by `/readyz`.
+    pub tasks: Tasks,
     relay_stop: CancellationToken,
     relay: JoinHandle<anyhow::Result<()>>,
 }
@@ -35,9 +40,10 @@ impl Worker {
         // Health first: while the broker is being reached (or does not
         // answer), /healthz answers and /readyz says why it is not ready.
         let bus_slot = crate::health::BusSlot::default();
+        let tasks = Tasks::new(shutdown.clone());
         let health_addr = match health {
             Some(addr) => Some(
-                crate::health::serve(addr, db.clone(), bus_slot.clone(), shutdown.clone())
+                crate::health::serve(addr, db.clone(), bus_slot.clone(), &tasks, shutdown.clone())
                     .await
                     .with_context(|| format!("cannot serve health endpoints on {addr}"))?,
             ),
@@ -55,9 +61,10 @@ impl Worker {
             .await?;
         bus_slot.set(bus.clone()).ok();
         let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn({
-            let (db, bus, stop) = (db.clone(), bus.clone(), relay_stop.clone());
-            async move { bus::outbox::run_relay(db, &bus, stop).await }
+        let relay = tasks.spawn(bus::outbox::RELAY_TASK, {
+            let (db, bus, stop, tasks) =
+                (db.clone(), bus.clone(), relay_stop.clone(), tasks.clone());
+            async move { bus::outbox::run_relay(db, &bus, &tasks, stop).await }
         });
         tracing::info!(worker = name, prefix = %settings.bus_prefix, "started");
         Ok(Self {
@@ -67,6 +74,7 @@ impl Worker {
             settings,
             shutdown,
             health_addr,
+            tasks,
             relay_stop,
             relay,
         })
@@ -80,6 +88,7 @@ impl Worker {
             spec,
             self.settings.consumer.clone(),
             Arc::new(handler),
+            self.tasks.clone(),
             self.shutdown.clone(),
         )
         .await;
@@ -87,14 +96,16 @@ impl Worker {
     }
 
     /// Stops the outbox relay and closes connections; returns `result`, or the
-    /// relay's error if it failed.
+    /// relay's error, or the first failure of a supervised task.
     pub async fn stop(self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        // Whatever ended the body, every other task stops too.
+        self.shutdown.cancel();
         self.relay_stop.cancel();
         let relayed = self.relay.await.context("outbox relay task")?;
         self.bus.close().await;
         self.db.close().await;
         tracing::info!(worker = self.name, "stopped");
-        result.and(relayed)
+        result.and(relayed).and(self.tasks.failure())
     }
 }
 

@@ -27,7 +27,8 @@ impl TestEnv {
             .expect("serve the API");
         let relay = tokio::spawn({
             let (db, bus, stop) = (self.db.clone(), self.bus.clone(), shutdown.clone());
-            async move { stockfleet::bus::outbox::run_relay(db, &bus, stop).await }
+            let tasks = stockfleet::supervise::Tasks::new(stop.clone());
+            async move { stockfleet::bus::outbox::run_relay(db, &bus, &tasks, stop).await }
         });
         ApiServer {
             base: format!("http://{addr}"),

@@ -29,8 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 mod api;
 pub mod broker;
+mod proxy;
 mod sim;
 pub use api::ApiServer;
+pub use proxy::Proxy;
 pub use sim::Sim;
 
 pub const MARKETPLACE: &str = "backmarket";

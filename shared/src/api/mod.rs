@@ -138,11 +138,27 @@ pub async fn serve(
     Ok((bound, server))
 }
 
-/// The api worker: serves until SIGTERM, finishes requests under way, then
-/// lets the outbox relay drain.
+/// The api worker: serves until SIGTERM (or until one of its tasks, the
+/// server or the outbox relay, fails), finishes requests under way, then lets
+/// the outbox relay drain.
 pub async fn run(worker: Worker, addr: SocketAddr, options: Options) -> anyhow::Result<()> {
     let api = Api::new(worker.db.clone(), worker.bus.clone(), options);
-    let (_, server) = serve(addr, api, worker.shutdown.clone()).await?;
-    let served = server.await.context("API server task");
+    let served = match serve(addr, api, worker.shutdown.clone()).await {
+        Ok((_, server)) => {
+            worker.tasks.ready(SERVER_TASK);
+            let server = worker.tasks.spawn(SERVER_TASK, async move {
+                server.await.context("API server task")
+            });
+            worker.shutdown.cancelled().await;
+            server
+                .await
+                .context("API server task")
+                .and_then(|served| served)
+        }
+        Err(error) => Err(error),
+    };
     worker.stop(served).await
 }
+
+/// The HTTP server's name among the api's tasks.
+const SERVER_TASK: &str = "api server";

@@ -12,6 +12,7 @@ use super::headers::{self, ATTEMPTS, DEFERRALS, TRACEPARENT};
 use super::topology::{RETRY_DELAY, delay_label};
 use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec, Route};
 use crate::config::ConsumerSettings;
+use crate::supervise::{TaskState, Tasks};
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -74,23 +75,30 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Consumes `spec`'s queue with `settings.consumers` channels until `shutdown`
-/// is cancelled; in-flight batches finish and are acknowledged first.
+/// is cancelled; in-flight batches finish and are acknowledged first. Each
+/// channel reports itself in `tasks` (`consumer <queue> #<n>`); a channel
+/// lost with the broker is opened again with backoff and the queue consumed
+/// again, while the channel reports itself down. Only a panic of a loop stops
+/// the process.
 pub async fn run<H: Handler>(
     bus: Arc<Bus>,
     spec: QueueSpec,
     settings: ConsumerSettings,
     handler: Arc<H>,
+    tasks: Tasks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut loops = tokio::task::JoinSet::new();
-    for _ in 0..settings.consumers.max(1) {
+    let queue = bus.topology.queue(&spec);
+    for n in 1..=settings.consumers.max(1) {
         let consumer = ConsumerLoop {
             bus: bus.clone(),
             spec: spec.clone(),
             settings: settings.clone(),
             handler: handler.clone(),
         };
-        loops.spawn(consumer.run(shutdown.clone()));
+        let name = format!("consumer {queue} #{n}");
+        loops.spawn(consumer.supervised(name, tasks.clone(), shutdown.clone()));
     }
     let mut result = Ok(());
     while let Some(joined) = loops.join_next().await {
@@ -111,7 +119,49 @@ struct ConsumerLoop<H> {
 }
 
 impl<H: Handler> ConsumerLoop<H> {
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Consumes until `shutdown`, consuming again (with backoff) after each
+    /// loss of the channel.
+    async fn supervised(
+        self,
+        name: String,
+        tasks: Tasks,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut delays = crate::retry::Delays::new();
+        tasks.set(&name, TaskState::Starting);
+        loop {
+            let consuming = || {
+                tasks.ready(&name);
+                delays.reset();
+            };
+            let Err(error) = self.run(&shutdown, consuming).await else {
+                break;
+            };
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let wait = delays.next_wait();
+            tracing::warn!(consumer = %name, error = format!("{error:#}"), ?wait, "consumer lost its channel; consuming again");
+            metrics::counter!("stockfleet_consumer_restarts_total", "queue" => self.bus.topology.queue(&self.spec)).increment(1);
+            tasks.down(&name, format!("reconnecting after: {error:#}"));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tasks.remove(&name);
+        Ok(())
+    }
+
+    /// One life of the consumer on one channel. A batch in progress when the
+    /// channel dies is abandoned where it is: its deliveries can no longer be
+    /// acknowledged and come back to whichever consumer is alive, so no
+    /// further work (a marketplace call) is started for them.
+    async fn run(
+        &self,
+        shutdown: &CancellationToken,
+        mut consuming: impl FnMut(),
+    ) -> anyhow::Result<()> {
         let queue = self.bus.topology.queue(&self.spec);
         let publisher = Publisher::new(&self.bus).await?;
         let channel = publisher.channel().clone();
@@ -127,6 +177,7 @@ impl<H: Handler> ConsumerLoop<H> {
             )
             .await?;
         tracing::info!(queue, "consuming");
+        consuming();
         loop {
             let next = tokio::select! {
                 biased;
@@ -143,7 +194,12 @@ impl<H: Handler> ConsumerLoop<H> {
                     _ => break,
                 }
             }
-            self.settle(&publisher, &queue, batch).await?;
+            tokio::select! {
+                settled = self.settle(&publisher, &queue, batch) => settled?,
+                _ = super::connection::closed(&channel) => {
+                    anyhow::bail!("the channel closed during a batch on {queue}; its deliveries will be redelivered");
+                }
+            }
         }
         channel
             .basic_cancel(consumer.tag(), BasicCancelOptions::default())

@@ -1,6 +1,7 @@
 //! RabbitMQ through lapin: connection, topology, confirmed publishing, the
 //! consumer loop with retries and dead letters, and the transactional outbox.
 
+pub mod connection;
 pub mod consumer;
 mod declare;
 pub mod envelope;
@@ -17,12 +18,13 @@ pub use publisher::{Outgoing, Publisher};
 pub use topology::{Exchange, QueueSpec, Route, Topology};
 
 use anyhow::Context;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::Channel;
 use std::time::Duration;
 
-/// One long-lived connection per process; channels are opened per task.
+/// One long-lived connection per process (re-established when lost, see
+/// [`connection`]); channels are opened per task.
 pub struct Bus {
-    connection: Connection,
+    link: connection::Link,
     pub topology: Topology,
     /// Bound on each connect attempt and on declaring the topology: a broker
     /// that accepts connections but never answers must not hang a worker.
@@ -38,11 +40,9 @@ impl Bus {
             max_interval: Duration::from_secs(5),
             max_elapsed: Duration::from_secs(60),
         };
-        let properties =
-            || ConnectionProperties::default().with_connection_name("stockfleet".into());
-        let connection = crate::retry::retry(
+        let link = crate::retry::retry(
             &policy,
-            || declare::within(timeout, Connection::connect(url, properties())),
+            || declare::within(timeout, connection::Link::open(url)),
             |_| true,
             |error, wait| tracing::warn!(error = %format!("{error:#}"), ?wait, "RabbitMQ not reachable yet; retrying"),
         )
@@ -54,18 +54,19 @@ impl Bus {
             )
         })?;
         Ok(Self {
-            connection,
+            link,
             topology,
             timeout,
         })
     }
 
+    /// A new channel (on a new connection if the broker was lost meanwhile).
     pub async fn channel(&self) -> lapin::Result<Channel> {
-        self.connection.create_channel().await
+        self.link.channel().await
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+        self.link.is_connected()
     }
 
     /// Declares the exchanges and the given consumer queues.
@@ -94,7 +95,7 @@ impl Bus {
     }
 
     pub async fn close(&self) {
-        if let Err(error) = self.connection.close(200, "shutdown".into()).await {
+        if let Err(error) = self.link.close().await {
             tracing::debug!(%error, "closing the broker connection");
         }
     }

@@ -6,6 +6,7 @@
 
 use super::headers::{self, TRACEPARENT};
 use super::{Bus, Envelope, Exchange, Outgoing, Publisher};
+use crate::supervise::{TaskState, Tasks};
 use lapin::types::FieldTable;
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
@@ -78,18 +79,63 @@ pub async fn enqueue(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sql
     Ok(())
 }
 
+/// The relay's name in `/readyz`.
+pub const RELAY_TASK: &str = "outbox relay";
+
 /// Relays the outbox until `shutdown`, then drains what is left once more.
 /// Several relays may run at once (rows are claimed with SKIP LOCKED); the
 /// order of messages across relays is not kept, so consumers must not rely on it.
-pub async fn run_relay(pool: PgPool, bus: &Bus, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// A lost database or broker connection is re-established with backoff (the
+/// relay reports itself down in `tasks` meanwhile); rows claimed when it was
+/// lost stay in the outbox and go out after the reconnect.
+pub async fn run_relay(
+    pool: PgPool,
+    bus: &Bus,
+    tasks: &Tasks,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut delays = crate::retry::Delays::new();
+    tasks.set(RELAY_TASK, TaskState::Starting);
+    loop {
+        let error = match relay_connected(&pool, bus, tasks, &mut delays, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let wait = delays.next_wait();
+        tracing::warn!(
+            error = format!("{error:#}"),
+            ?wait,
+            "the outbox relay lost a connection; reconnecting"
+        );
+        metrics::counter!("stockfleet_outbox_relay_reconnects_total").increment(1);
+        tasks.down(RELAY_TASK, format!("reconnecting after: {error:#}"));
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                return Err(error.context("the outbox relay could not drain at shutdown; the rows stay for the next relay"));
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One life of the relay on one set of connections; Ok after the last drain.
+async fn relay_connected(
+    pool: &PgPool,
+    bus: &Bus,
+    tasks: &Tasks,
+    delays: &mut crate::retry::Delays,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let publisher = Publisher::new(bus).await?;
-    let mut listener = PgListener::connect_with(&pool).await?;
+    let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
+    tasks.ready(RELAY_TASK);
+    delays.reset();
     let mut last_gauge = std::time::Instant::now();
     loop {
-        let relayed = relay_once(&pool, bus, &publisher).await?;
+        let relayed = relay_once(pool, bus, &publisher).await?;
         if last_gauge.elapsed() > Duration::from_secs(5) || relayed == 0 {
-            record_backlog(&pool).await;
+            record_backlog(pool).await;
             last_gauge = std::time::Instant::now();
         }
         if relayed > 0 {
@@ -98,10 +144,13 @@ pub async fn run_relay(pool: PgPool, bus: &Bus, shutdown: CancellationToken) -> 
         tokio::select! {
             _ = shutdown.cancelled() => break,
             notification = listener.recv() => { notification?; }
+            _ = super::connection::closed(publisher.channel()) => {
+                anyhow::bail!("the broker channel closed");
+            }
             _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
-    while relay_once(&pool, bus, &publisher).await? > 0 {}
+    while relay_once(pool, bus, &publisher).await? > 0 {}
     publisher.close().await;
     Ok(())
 }

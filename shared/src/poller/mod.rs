@@ -718,11 +718,21 @@ impl Handler for SyncCommandHandler {
     }
 }
 
+/// The sync schedule's name among the poller's tasks.
+const SCHEDULER_TASK: &str = "sync schedule";
+
 /// Runs the poller on a started worker: the scheduler and the command
-/// consumer side by side until shutdown.
+/// consumer side by side until shutdown (a scheduler that fails stops it).
 pub async fn run_worker(worker: Worker) -> anyhow::Result<()> {
     let syncer = Arc::new(Syncer::new(worker.db.clone()));
-    let scheduler = tokio::spawn(schedule(syncer.clone(), worker.shutdown.clone()));
+    worker.tasks.ready(SCHEDULER_TASK);
+    let scheduler = worker.tasks.spawn(SCHEDULER_TASK, {
+        let (syncer, shutdown) = (syncer.clone(), worker.shutdown.clone());
+        async move {
+            schedule(syncer, shutdown).await;
+            Ok(())
+        }
+    });
     let handler = SyncCommandHandler {
         syncer,
         marketplaces: directory::MarketplaceDirectory::new(worker.db.clone()),
@@ -733,6 +743,7 @@ pub async fn run_worker(worker: Worker) -> anyhow::Result<()> {
         QueueSpec::poller(),
         worker.settings.consumer.clone(),
         Arc::new(handler),
+        worker.tasks.clone(),
         worker.shutdown.clone(),
     )
     .await;
