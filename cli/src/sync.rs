@@ -95,6 +95,14 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
                             "ok      run {}: {} fetched, {} created, {} updated, {} events",
                             s.run_id, s.fetched, s.created, s.updated, s.events
                         ),
+                        RunOutcome::Partial(s) => format!(
+                            "partial run {}: {} fetched, {} created, {} updated; {}",
+                            s.run_id,
+                            s.fetched,
+                            s.created,
+                            s.updated,
+                            s.error.unwrap_or_default()
+                        ),
                         RunOutcome::Failed(s) => {
                             failed = true;
                             format!("FAILED  run {}: {}", s.run_id, s.error.unwrap_or_default())
