@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         return request(settings, &marketplaces, &kinds, args.force, days_back).await;
     }
 
-    let syncer = Syncer::new(pool.clone());
+    let syncer = Syncer::new(pool.clone(), "cli");
     let shutdown = stockfleet::shutdown::on_signals();
     let mut failed = false;
     for marketplace in &marketplaces {

@@ -7,8 +7,9 @@ pub mod store;
 
 use crate::bus::{self, Handler, HandlerError, Incoming, QueueSpec};
 use crate::events::SyncRequest;
+use crate::marketplace::budget::{self, Priority};
 use crate::marketplace::directory::{self, MarketplaceRow};
-use crate::marketplace::{self, Marketplace, MarketplaceError, OrderQuery, PageToken};
+use crate::marketplace::{self, Budget, Marketplace, MarketplaceError, OrderQuery, PageToken};
 use crate::worker::Worker;
 use chrono::{DateTime, Duration as Span, Utc};
 use sqlx::{PgPool, Row};
@@ -269,7 +270,12 @@ pub async fn run(
         ..RunSummary::default()
     };
     let started_at: DateTime<Utc> = row.get("started_at");
-    let fetched = fetch_all(
+    // New-orders polls (and the modified walk) before care and incomplete syncs.
+    let priority = match sync_type {
+        SyncType::New | SyncType::Modified => Priority::High,
+        SyncType::Care | SyncType::Incomplete => Priority::Low,
+    };
+    let fetch = fetch_all(
         pool,
         marketplace,
         adapter,
@@ -278,8 +284,8 @@ pub async fn run(
         started_at,
         &mut summary,
         progress,
-    )
-    .await;
+    );
+    let fetched = budget::with_priority(priority, fetch).await;
     match &fetched {
         Err(error) => {
             summary.errors += 1;
@@ -504,7 +510,8 @@ async fn reread_open_orders(
                 ));
                 break;
             }
-            match with_retries(|| adapter.get_order(id)).await {
+            let read = with_retries(|| adapter.get_order(id));
+            match budget::with_priority(Priority::Low, read).await {
                 Ok(order) => orders.push(order),
                 // Gone from the marketplace: count it, keep going with the others.
                 Err(MarketplaceError::Permanent {
@@ -577,12 +584,15 @@ pub struct Syncer {
     /// Per code: the row an adapter was built for, and the adapter.
     adapters: Mutex<HashMap<String, BuiltAdapter>>,
     permits: tokio::sync::Semaphore,
+    /// Who takes the request budget's permits (`poller`, `cli`), for metrics.
+    caller: &'static str,
 }
 
 impl Syncer {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, caller: &'static str) -> Self {
         let concurrent = (pool.options().get_max_connections() as usize / 2).max(1);
         Self {
+            caller,
             pool,
             adapters: Mutex::default(),
             permits: tokio::sync::Semaphore::new(concurrent),
@@ -597,7 +607,14 @@ impl Syncer {
             return Ok(adapter.clone());
         }
         // First use, or the row changed (`stockfleet marketplace set`): rebuild.
-        let adapter = marketplace::connect(directory::adapter_config(row)?)?;
+        let mut config = directory::adapter_config(row)?;
+        config.budget = Some(Arc::new(Budget::new(
+            self.pool.clone(),
+            row.id,
+            &row.code,
+            self.caller,
+        )));
+        let adapter = marketplace::connect(config)?;
         built.insert(row.code.clone(), (row.clone(), adapter.clone()));
         Ok(adapter)
     }
@@ -812,7 +829,7 @@ impl Handler for SyncCommandHandler {
 /// Runs the poller on a started worker: the scheduler and the command
 /// consumer side by side until shutdown.
 pub async fn run_worker(worker: Worker) -> anyhow::Result<()> {
-    let syncer = Arc::new(Syncer::new(worker.db.clone()));
+    let syncer = Arc::new(Syncer::new(worker.db.clone(), "poller"));
     let scheduler = tokio::spawn(schedule(syncer.clone(), worker.shutdown.clone()));
     let handler = SyncCommandHandler {
         syncer,
