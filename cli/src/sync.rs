@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         return request(settings, &marketplaces, &kinds, args.force, days_back).await;
     }
 
-    let syncer = Syncer::new(pool.clone());
+    let syncer = Syncer::new(pool.clone(), "cli");
     let shutdown = stockfleet::shutdown::on_signals();
     let mut failed = false;
     for marketplace in &marketplaces {
@@ -94,6 +94,14 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
                         RunOutcome::Succeeded(s) => format!(
                             "ok      run {}: {} fetched, {} created, {} updated, {} events",
                             s.run_id, s.fetched, s.created, s.updated, s.events
+                        ),
+                        RunOutcome::Partial(s) => format!(
+                            "partial run {}: {} fetched, {} created, {} updated; {}",
+                            s.run_id,
+                            s.fetched,
+                            s.created,
+                            s.updated,
+                            s.error.unwrap_or_default()
                         ),
                         RunOutcome::Failed(s) => {
                             failed = true;

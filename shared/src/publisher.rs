@@ -18,13 +18,16 @@
 //!   at most every [`POLL_REQUEST_INTERVAL`]) and defers the message: it comes
 //!   back through the shortest retry queue without counting an attempt, so a
 //!   late poll never dead-letters it.
-//! - **Rate limit.** Every HTTP call waits at the marketplace's
-//!   [`RateGate`] (from `marketplaces.rate_limit_*`); a 429 closes the gate
-//!   for its Retry-After. A marketplace that also caps quantity updates
+//! - **Rate limit.** Every HTTP call takes a permit from the fleet's request
+//!   budget of its endpoint class ([`Budget`], shared with the pollers); a
+//!   429 blocks the class for its Retry-After. Order commands go first in a
+//!   batch, then decreases, then increases: commands are the orders class,
+//!   pushes the listings class, and a decrease is high priority while
+//!   increases and reconciliation reads are low ([`budget::Priority`]). A
+//!   marketplace that also caps quantity updates
 //!   (`marketplaces.quantity_update_*`, Back Market's ~2,000 an hour) has a
-//!   second gate, a budget, in front of each quantity write. Each publisher
-//!   queue has a single active consumer, so however many publisher processes
-//!   run, one set of gates paces a marketplace.
+//!   [`RateGate`] in front of each quantity write; each publisher queue has a
+//!   single active consumer, so one gate holds that cap.
 //! - **Failures.** Transient errors are retried in process ([`crate::retry`]);
 //!   if they persist the message goes to the retry queues, then the
 //!   dead-letter queue. After one call gave up transiently, the rest of the
@@ -47,8 +50,8 @@ use crate::events::{
 use crate::ledger::HistoryColumns;
 use crate::marketplace::directory::{self, MarketplaceRow};
 use crate::marketplace::{
-    Marketplace, MarketplaceConfig, MarketplaceError, OrderItemRef, OrderStatusUpdate, RateGate,
-    Tracking,
+    Budget, Marketplace, MarketplaceConfig, MarketplaceError, OrderItemRef, OrderStatusUpdate,
+    RateGate, Tracking, budget,
 };
 use crate::retry;
 use sqlx::{PgPool, Row};
@@ -320,16 +323,17 @@ struct Effects {
 }
 
 impl PublisherHandler {
-    /// A handler whose adapter is paced by the marketplace row's rate limit.
+    /// A handler whose adapter takes its permits from the fleet's request budget.
     pub fn new(
         pool: PgPool,
         marketplace: MarketplaceRow,
         mut config: MarketplaceConfig,
     ) -> anyhow::Result<Self> {
-        config.gate = Some(Arc::new(RateGate::new(
+        config.budget = Some(Arc::new(Budget::new(
+            pool.clone(),
+            marketplace.id,
             &marketplace.code,
-            marketplace.rate_limit_requests.max(1) as u32,
-            Duration::from_secs(marketplace.rate_limit_window_seconds.max(1) as u64),
+            "publisher",
         )));
         let quantity_budget = marketplace.quantity_update_limit.map(|limit| {
             RateGate::budget(
@@ -433,10 +437,10 @@ impl PublisherHandler {
         let key = (stock_id, row.variation_id, self.marketplace.id);
         // What the marketplace shows now, as far as we know.
         let shown = if group.reconcile {
-            let reported = self
-                .call("listing_quantity", || {
-                    self.adapter.listing_quantity(&row.sku)
-                })
+            let read = self.call("listing_quantity", || {
+                self.adapter.listing_quantity(&row.sku)
+            });
+            let reported = budget::with_priority(budget::Priority::Low, read)
                 .await
                 .map_err(handler_error)?;
             let reported = i32::try_from(reported).unwrap_or(i32::MAX);
@@ -480,11 +484,18 @@ impl PublisherHandler {
         if let Some(budget) = &self.quantity_budget {
             budget.wait().await;
         }
-        self.call("set_listing_quantity", || {
+        // A decrease protects against overselling: it goes before increases.
+        let priority = if shown.is_some_and(|shown| target < shown) {
+            budget::Priority::High
+        } else {
+            budget::Priority::Low
+        };
+        let push = self.call("set_listing_quantity", || {
             self.adapter.set_listing_quantity(&row.sku, row.target)
-        })
-        .await
-        .map_err(handler_error)?;
+        });
+        budget::with_priority(priority, push)
+            .await
+            .map_err(handler_error)?;
         effects.synced.push((stock_id, target));
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
         effects.history.add(
@@ -636,6 +647,19 @@ impl Handler for PublisherHandler {
         let mut outage: Option<HandlerError> = None;
         let mut effects = Effects::default();
         let mut pushed = Vec::new();
+        // Commands first: accepting an order must not wait behind stock pushes.
+        for index in commands {
+            results[index] = match &outage {
+                Some(error) => Err(error.clone()),
+                None => {
+                    let result = self.command(&batch[index].envelope).await;
+                    if let Err(error @ HandlerError::Transient(_)) = &result {
+                        outage = Some(error.clone());
+                    }
+                    result
+                }
+            };
+        }
         if !groups.is_empty() {
             let ids: Vec<i64> = groups.keys().copied().collect();
             let loaded = tokio::try_join!(self.load_rows(&ids), self.orders_are_fresh());
@@ -643,7 +667,15 @@ impl Handler for PublisherHandler {
                 Ok(loaded) => loaded,
                 Err(error) => return vec![Err(error.into()); batch.len()],
             };
-            for (stock_id, group) in &groups {
+            // Decreases first: they are what keeps the marketplace from overselling.
+            let mut ordered: Vec<(&i64, &Group)> = groups.iter().collect();
+            ordered.sort_by_key(|(stock_id, _)| {
+                !rows.get(stock_id).is_some_and(|row| {
+                    row.last_api_quantity
+                        .is_some_and(|shown| (row.target as i32) < shown)
+                })
+            });
+            for (stock_id, group) in ordered {
                 let Some(row) = rows.get(stock_id) else {
                     results[group.carrier] = Err(HandlerError::Permanent(format!(
                         "no stock row {stock_id} on {}",
@@ -665,18 +697,6 @@ impl Handler for PublisherHandler {
                 pushed.push(group.carrier);
                 results[group.carrier] = result;
             }
-        }
-        for index in commands {
-            results[index] = match &outage {
-                Some(error) => Err(error.clone()),
-                None => {
-                    let result = self.command(&batch[index].envelope).await;
-                    if let Err(error @ HandlerError::Transient(_)) = &result {
-                        outage = Some(error.clone());
-                    }
-                    result
-                }
-            };
         }
         if let Err(error) = self.commit(effects).await {
             // The calls went out but are not recorded: retry them (pushes are absolute).

@@ -3,7 +3,7 @@
 
 use crate::Sim;
 use crate::generator::{self, GeneratorConfig};
-use crate::state::{CareCase, Faults, ItemSelector, Limits, Marketplace, MoveError};
+use crate::state::{CareCase, Faults, ItemSelector, Limits, Marketplace, MoveError, OrderRefused};
 use crate::webhook::WebhookRequest;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -184,11 +184,36 @@ async fn create_order(State(sim): State<Arc<Sim>>, Json(body): Json<NewOrder>) -
             body.status.as_deref(),
             body.document_url.clone(),
         )
-        .map_err(|message| error(StatusCode::BAD_REQUEST, message))
+        .map_err(|refused| refusal(mp, &refused))
     });
     match result {
         Ok(order) => (StatusCode::CREATED, Json(order)).into_response(),
         Err(response) => response,
+    }
+}
+
+/// 400 for a malformed order; 409 with the listing, its quantity and the
+/// marketplace's own error body when the listing shows too few units.
+fn refusal(mp: Marketplace, refused: &OrderRefused) -> Response {
+    match refused {
+        OrderRefused::Invalid(message) => error(StatusCode::BAD_REQUEST, message.clone()),
+        OrderRefused::NotEnoughShown { listing, requested } => {
+            let message = refused.to_string();
+            let code = match mp {
+                Marketplace::BackMarket => "listing-out-of-stock",
+                Marketplace::Refurbed => "FAILED_PRECONDITION",
+                Marketplace::WooCommerce => "woocommerce_rest_product_out_of_stock",
+            };
+            let marketplace_error = crate::api_error_body(mp, StatusCode::CONFLICT, code, &message);
+            let body = json!({
+                "error": message,
+                "listing": listing,
+                "quantity": listing.quantity,
+                "requested": requested,
+                "marketplace_error": marketplace_error,
+            });
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
     }
 }
 
@@ -387,8 +412,9 @@ async fn generator_status(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let config = sim.generator.config();
     Json(json!({
         "running": sim.generator.running(),
-        "config": config.as_ref().map(|(config, _)| config),
-        "created": config.map(|(_, created)| created).unwrap_or_default(),
+        "config": config.as_ref().map(|(config, _, _)| config),
+        "created": config.as_ref().map(|(_, created, _)| *created).unwrap_or_default(),
+        "refused": config.map(|(_, _, refused)| refused).unwrap_or_default(),
     }))
 }
 

@@ -81,6 +81,9 @@ pub(crate) struct Generator {
     /// Orders placed by the timed flow (not by `step`).
     timed: u64,
     pub created: u64,
+    /// Orders it could not place: no listing showed units, or the chosen
+    /// listing showed fewer than the order asked for.
+    pub refused: u64,
     payments: VecDeque<Payment>,
 }
 
@@ -101,6 +104,7 @@ impl Generator {
             started: Instant::now(),
             timed: 0,
             created: 0,
+            refused: 0,
             payments: VecDeque::new(),
         })
     }
@@ -140,22 +144,32 @@ impl Generator {
     fn place(&mut self, sim: &Sim, now: Instant) -> Option<u64> {
         let config = &self.config;
         let marketplace = config.marketplaces[self.rng.random_range(0..config.marketplaces.len())];
-        let mix: Vec<SkuWeight> = if config.skus.is_empty() {
+        // Only listings that show units: a marketplace sells nothing at 0.
+        let mix: Vec<SkuWeight> = {
             let mut inner = sim.lock();
-            inner
-                .mp(marketplace)
-                .listings
-                .keys()
-                .map(|sku| SkuWeight {
-                    sku: sku.clone(),
-                    weight: 1,
-                })
-                .collect()
-        } else {
-            config.skus.clone()
+            let listings = &inner.mp(marketplace).listings;
+            let shown = |sku: &str| listings.get(sku).is_none_or(|l| l.quantity > 0);
+            if config.skus.is_empty() {
+                listings
+                    .values()
+                    .filter(|l| l.quantity > 0)
+                    .map(|l| SkuWeight {
+                        sku: l.sku.clone(),
+                        weight: 1,
+                    })
+                    .collect()
+            } else {
+                config
+                    .skus
+                    .iter()
+                    .filter(|s| shown(&s.sku))
+                    .cloned()
+                    .collect()
+            }
         };
         let total: u64 = mix.iter().map(|s| u64::from(s.weight)).sum();
         if total == 0 {
+            self.refused += 1;
             return None;
         }
         let lines = self.rng.random_range(1..=config.max_items);
@@ -182,9 +196,10 @@ impl Generator {
             _ => marketplace.initial_state(),
         };
         let paid = self.rng.random::<f64>() >= progression.unpaid_rate;
-        let order = sim
-            .create_order(marketplace, &items, Some(state), None)
-            .ok()?;
+        let Ok(order) = sim.create_order(marketplace, &items, Some(state), None) else {
+            self.refused += 1;
+            return None;
+        };
         self.created += 1;
         if delayed {
             self.payments.push_back(Payment {
@@ -220,10 +235,11 @@ impl Runner {
             .is_some_and(|task| !task.is_finished())
     }
 
-    pub fn config(&self) -> Option<(GeneratorConfig, u64)> {
+    /// The config, orders created and orders refused.
+    pub fn config(&self) -> Option<(GeneratorConfig, u64, u64)> {
         self.generator()
             .as_ref()
-            .map(|g| (g.config.clone(), g.created))
+            .map(|g| (g.config.clone(), g.created, g.refused))
     }
 
     pub fn stop(&self) {

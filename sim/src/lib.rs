@@ -113,7 +113,7 @@ impl Sim {
         items: &[(String, u32)],
         state: Option<&str>,
         document_url: Option<String>,
-    ) -> Result<state::Order, String> {
+    ) -> Result<state::Order, state::OrderRefused> {
         let mut inner = self.lock();
         let order = inner.create_order(mp, items, state, document_url)?;
         self.notify(&mut inner, &order, webhook::Topic::Created);
@@ -263,7 +263,21 @@ pub(crate) fn api_error(
     code: &str,
     message: &str,
 ) -> Response {
-    let body = match mp {
+    (
+        status,
+        axum::Json(api_error_body(mp, status, code, message)),
+    )
+        .into_response()
+}
+
+/// An error body in the marketplace's own shape.
+pub(crate) fn api_error_body(
+    mp: Marketplace,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> serde_json::Value {
+    match mp {
         Marketplace::BackMarket => json!({
             "error": {"code": code, "message": message},
             "requestId": format!("sim-{}", rand::random::<u32>()),
@@ -278,8 +292,7 @@ pub(crate) fn api_error(
             "message": message,
             "data": {"status": status.as_u16()},
         }),
-    };
-    (status, axum::Json(body)).into_response()
+    }
 }
 
 /// The google.rpc code the Refurbed gateway puts in its error bodies.
@@ -289,6 +302,7 @@ fn grpc_code(status: StatusCode) -> u8 {
         401 => 16,
         403 => 7,
         404 => 5,
+        409 => 10,
         429 => 8,
         503 => 14,
         504 => 4,

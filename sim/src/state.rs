@@ -157,7 +157,31 @@ pub const WOO_STATUSES: &[&str] = &[
     "checkout-draft",
 ];
 
-#[derive(Debug, Clone, Serialize)]
+/// Why an order was not placed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderRefused {
+    Invalid(String),
+    /// The listing shows fewer units than the order asks for.
+    NotEnoughShown {
+        listing: Listing,
+        requested: i64,
+    },
+}
+
+impl fmt::Display for OrderRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderRefused::Invalid(message) => f.write_str(message),
+            OrderRefused::NotEnoughShown { listing, requested } => write!(
+                f,
+                "listing {} shows {} units, the order asks for {requested}",
+                listing.sku, listing.quantity
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listing {
     /// Back Market listing_id, Refurbed offer id, WooCommerce product id.
     pub id: u64,
@@ -470,20 +494,41 @@ impl Inner {
             .cloned()
     }
 
-    /// Places an order. Back Market decrements each listing's quantity itself.
+    /// Places an order. A listing that shows fewer units than the order
+    /// asks for refuses it, as marketplaces do (a SKU the simulator does not
+    /// list at all is taken as unmanaged and sells). Back Market decrements
+    /// each listing's quantity itself.
     pub fn create_order(
         &mut self,
         mp: Marketplace,
         items: &[(String, u32)],
         state: Option<&str>,
         document_url: Option<String>,
-    ) -> Result<Order, String> {
+    ) -> Result<Order, OrderRefused> {
         let state = state.unwrap_or(mp.initial_state());
         if !mp.knows_state(state) {
-            return Err(format!("{mp} has no status {state:?}"));
+            return Err(OrderRefused::Invalid(format!(
+                "{mp} has no status {state:?}"
+            )));
         }
         if items.is_empty() {
-            return Err("an order needs at least one item".into());
+            return Err(OrderRefused::Invalid(
+                "an order needs at least one item".into(),
+            ));
+        }
+        let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+        for (sku, quantity) in items {
+            *wanted.entry(sku.as_str()).or_default() += i64::from(*quantity);
+        }
+        for (sku, requested) in wanted {
+            if let Some(listing) = self.mp(mp).listings.get(sku)
+                && listing.quantity < requested
+            {
+                return Err(OrderRefused::NotEnoughShown {
+                    listing: listing.clone(),
+                    requested,
+                });
+            }
         }
         let now = Utc::now();
         let id = self.next_id();
@@ -798,5 +843,35 @@ mod tests {
         assert_eq!(inner.mp(Marketplace::Refurbed).listings["A"].quantity, 3);
         assert_eq!(order.items.len(), 2);
         assert!(order.items.iter().all(|i| i.quantity == 1));
+    }
+
+    #[test]
+    fn an_order_for_more_than_a_listing_shows_is_refused() {
+        let mut inner = Inner::new(1);
+        for mp in Marketplace::ALL {
+            inner.upsert_listing(mp, "A", 2, None, None);
+            let two_lines = [("A".to_owned(), 1), ("A".to_owned(), 2)];
+            let refused = inner.create_order(mp, &two_lines, None, None);
+            assert!(
+                matches!(&refused, Err(OrderRefused::NotEnoughShown { listing, requested: 3 }) if listing.quantity == 2),
+                "{mp}: {refused:?}"
+            );
+            assert!(inner.mp(mp).orders.is_empty(), "{mp}: nothing placed");
+            assert_eq!(inner.mp(mp).listings["A"].quantity, 2);
+            inner
+                .create_order(mp, &[("A".into(), 2)], None, None)
+                .unwrap();
+            // A SKU the simulator does not list is unmanaged and sells.
+            inner
+                .create_order(mp, &[("UNLISTED".into(), 5)], None, None)
+                .unwrap();
+        }
+        let bm = Marketplace::BackMarket;
+        assert_eq!(inner.mp(bm).listings["A"].quantity, 0);
+        assert!(
+            inner
+                .create_order(bm, &[("A".into(), 1)], None, None)
+                .is_err()
+        );
     }
 }

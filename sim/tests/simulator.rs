@@ -160,3 +160,84 @@ async fn the_control_api_validates_its_input() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn an_order_for_more_than_a_listing_shows_is_refused_with_409_and_the_marketplaces_error() {
+    let env = start().await;
+    // Each marketplace's own error body: Back Market {"error": {code}},
+    // Refurbed's gateway {"code": 10 (ABORTED)}, WooCommerce {"code", "data"}.
+    let shapes = [
+        (
+            "backmarket",
+            "/marketplace_error/error/code",
+            json!("listing-out-of-stock"),
+        ),
+        ("refurbed", "/marketplace_error/code", json!(10)),
+        (
+            "woocommerce",
+            "/marketplace_error/code",
+            json!("woocommerce_rest_product_out_of_stock"),
+        ),
+    ];
+    for (marketplace, pointer, code) in shapes {
+        env.control.listing(marketplace, "LOW", 2).await;
+        let (status, body) = env
+            .control
+            .send(
+                reqwest::Method::POST,
+                "/orders",
+                Some(json!({"marketplace": marketplace, "items": [{"sku": "LOW", "quantity": 3}]})),
+            )
+            .await;
+        assert_eq!(status, 409, "{marketplace}: {body}");
+        assert_eq!(body["quantity"], 2, "{body}");
+        assert_eq!(body["requested"], 3, "{body}");
+        assert_eq!(body["listing"]["sku"], "LOW", "{body}");
+        assert_eq!(body.pointer(pointer), Some(&code), "{marketplace}: {body}");
+        env.control
+            .post(
+                "/orders",
+                json!({"marketplace": marketplace, "items": [{"sku": "LOW", "quantity": 2}]}),
+            )
+            .await;
+    }
+    // Only Back Market decrements its own listing when an order is placed.
+    let orders = env.control.get("/orders").await;
+    assert_eq!(orders.as_array().unwrap().len(), 3);
+    let (status, _) = env
+        .control
+        .send(
+            reqwest::Method::POST,
+            "/orders",
+            Some(json!({"marketplace": "backmarket", "items": [{"sku": "LOW"}]})),
+        )
+        .await;
+    assert_eq!(status, 409, "Back Market shows 0 after selling 2 of 2");
+    assert_eq!(
+        env.control.get("/orders").await.as_array().unwrap().len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_generator_only_sells_what_listings_show_and_counts_what_it_could_not_place() {
+    let env = start().await;
+    env.control.listing("backmarket", "FEW", 5).await;
+    env.control.listing("backmarket", "NONE", 0).await;
+    env.control
+        .post(
+            "/generator/start",
+            json!({"seed": 7, "orders_per_second": 0.0, "marketplaces": ["backmarket"]}),
+        )
+        .await;
+    env.control
+        .post("/generator/step", json!({"count": 8}))
+        .await;
+    let orders = env.control.get("/orders?marketplace=backmarket").await;
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 5, "FEW had 5 units, NONE had none");
+    assert!(orders.iter().all(|o| o["items"][0]["sku"] == "FEW"));
+    let status = env.control.get("/generator").await;
+    assert_eq!(status["created"], 5, "{status}");
+    assert_eq!(status["refused"], 3, "{status}");
+}

@@ -401,3 +401,74 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown marketplace \"ebay\""));
     drop(poller);
 }
+
+/// How many requests the simulator received on a path ending in `suffix`.
+async fn requests_to(sim: &Sim, marketplace: &str, suffix: &str) -> usize {
+    let log = sim
+        .get(&format!("/requests?marketplace={marketplace}"))
+        .await;
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+        .count()
+}
+
+#[tokio::test]
+async fn each_reread_order_costs_one_request() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    stock_everything(&env).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(sim.place("refurbed", SKUS[n % SKUS.len()], 1).await);
+    }
+    let new = env
+        .cli(&["sync", "--marketplace", "refurbed", "--type", "new"])
+        .await;
+    assert!(new.status.success(), "{new:?}");
+    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 30);
+
+    // Twenty ship. The cursor is put ahead of every order's release, so the
+    // modified walk returns none of them and the sync re-reads all 30 it
+    // holds as open.
+    for id in &ids[..20] {
+        sim.move_order("refurbed", id, "ACCEPTED").await;
+        sim.move_order("refurbed", id, "SHIPPED").await;
+    }
+    sqlx::query(
+        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
+         SELECT id, 'modified', now() + interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let before = requests_to(&sim, "refurbed", "/GetOrder").await;
+    let modified = env
+        .cli(&["sync", "--marketplace", "refurbed", "--type", "modified"])
+        .await;
+    assert!(modified.status.success(), "{modified:?}");
+    assert_eq!(
+        requests_to(&sim, "refurbed", "/GetOrder").await - before,
+        30,
+        "one GetOrder per re-read order"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM orders WHERE status = 'shipped'")
+            .await,
+        20
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM orders WHERE rechecked_at IS NOT NULL")
+            .await,
+        30
+    );
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM sync_runs WHERE sync_type = 'modified' AND status = 'succeeded'"
+        )
+        .await,
+        1
+    );
+}

@@ -1,6 +1,7 @@
 //! Back Market seller API (`/ws/…`): token auth, `next`-URL pagination,
 //! statuses per orderline, listings resolved by SKU.
 
+use super::budget::EndpointClass;
 use super::http::{HttpClient, Reply};
 use super::wire::{Id, decode, format_time, from_value, parse_time};
 use super::{
@@ -180,6 +181,16 @@ pub(crate) struct BackMarket {
     listing_ids: Mutex<HashMap<String, String>>,
 }
 
+/// Back Market's listing endpoints have their own limit (20 per 10 s); every
+/// other call counts against the general one.
+fn endpoint_class(path: &str) -> EndpointClass {
+    if path.contains("/ws/listings") {
+        EndpointClass::Listings
+    } else {
+        EndpointClass::Orders
+    }
+}
+
 impl BackMarket {
     pub(crate) fn new(config: MarketplaceConfig) -> Result<Self, MarketplaceError> {
         let token = config.credential.expose();
@@ -195,7 +206,7 @@ impl BackMarket {
             USER_AGENT,
             HttpClient::header_value(config.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT))?,
         );
-        let http = HttpClient::new(&config, headers, vec![token.to_owned()])?;
+        let http = HttpClient::new(&config, headers, vec![token.to_owned()], endpoint_class)?;
         Ok(BackMarket {
             code: config.code,
             http,

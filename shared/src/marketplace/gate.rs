@@ -1,40 +1,24 @@
-//! The per-marketplace request gate: every HTTP call an adapter makes waits
-//! here first, so the marketplace's limit holds for all of them (a Back
-//! Market stock write that first resolves the SKU costs two requests, and both
-//! count).
+//! The cap on quantity updates in front of each quantity write, for a
+//! marketplace that caps them on top of its request rate (Back Market's
+//! ~2,000 listing updates an hour, `marketplaces.quantity_update_*`). The
+//! publisher is its only caller and each publisher queue has a single active
+//! consumer, so one process's limiter holds the fleet's cap; the request
+//! rate itself is the fleet's [`super::Budget`].
 //!
-//! A GCRA limiter (governor) without bursts spaces requests evenly, at a
-//! little under the configured rate: marketplaces count requests in their own
-//! windows when they *arrive*, and network jitter moves arrivals around. A 429
-//! closes the gate for its Retry-After, for every caller, so one throttled
-//! call does not let the next ones run into the same wall.
+//! A GCRA limiter (governor): a quarter of the cap may go at once, the rest
+//! is spread over the window.
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Share of the published rate actually used: keeps a margin for jitter.
-const HEADROOM: f64 = 0.95;
-
 pub struct RateGate {
     code: String,
-    /// What it paces, for metrics: `requests` or `quantity_updates`.
-    paces: &'static str,
     limiter: DefaultDirectRateLimiter,
-    /// Closed until this instant after a 429.
-    blocked_until: Mutex<Option<Instant>>,
 }
 
 impl RateGate {
-    /// At most `requests` per `window` (spaced evenly, no burst).
-    pub fn new(code: &str, requests: u32, window: Duration) -> Self {
-        let requests = requests.max(1);
-        let period = window.div_f64(f64::from(requests) * HEADROOM);
-        Self::with_quota(code, "requests", period, NonZeroU32::MIN)
-    }
-
     /// A budget of `limit` operations in any `window` (Back Market's hourly
     /// cap on listing updates): a quarter of it may go at once, the rest is
     /// spread over the window. A burst b and a rate r admit at most
@@ -44,49 +28,25 @@ impl RateGate {
         let burst = (limit / 4).max(1);
         let period = window.div_f64(f64::from((limit - burst).max(1)));
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        Self::with_quota(code, "quantity_updates", period, burst)
-    }
-
-    fn with_quota(code: &str, paces: &'static str, period: Duration, burst: NonZeroU32) -> Self {
         let quota = Quota::with_period(period.max(Duration::from_micros(1)))
             .expect("a positive period")
             .allow_burst(burst);
         Self {
             code: code.to_owned(),
-            paces,
             limiter: DefaultDirectRateLimiter::direct(quota),
-            blocked_until: Mutex::new(None),
         }
     }
 
-    /// Waits until a request may be sent.
+    /// Waits until a quantity update may be sent.
     pub async fn wait(&self) {
         let started = Instant::now();
-        loop {
-            let blocked = *self.blocked_until.lock().expect("poisoned");
-            match blocked {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => break,
-            }
-        }
         self.limiter.until_ready().await;
         let waited = started.elapsed();
         if !waited.is_zero() {
             metrics::histogram!("stockfleet_rate_limit_wait_seconds",
-                "marketplace" => self.code.clone(), "paces" => self.paces)
+                "marketplace" => self.code.clone(), "paces" => "quantity_updates")
             .record(waited.as_secs_f64());
         }
-    }
-
-    /// Closes the gate for `retry_after` (a 429's Retry-After).
-    pub fn block_for(&self, retry_after: Duration) {
-        let until = Instant::now() + retry_after;
-        let mut blocked = self.blocked_until.lock().expect("poisoned");
-        if blocked.is_none_or(|current| current < until) {
-            *blocked = Some(until);
-        }
-        metrics::counter!("stockfleet_rate_limited_total", "marketplace" => self.code.clone())
-            .increment(1);
     }
 }
 
@@ -101,17 +61,6 @@ impl std::fmt::Debug for RateGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn spaces_requests_under_the_rate() {
-        let gate = RateGate::new("t", 20, Duration::from_secs(1));
-        let started = Instant::now();
-        for _ in 0..11 {
-            gate.wait().await;
-        }
-        // 10 intervals of 1/19 s each.
-        assert!(started.elapsed() >= Duration::from_millis(500));
-    }
 
     #[tokio::test]
     async fn a_budget_never_admits_more_than_its_limit_in_any_window() {
@@ -146,15 +95,5 @@ mod tests {
             "{:?}",
             admitted[25]
         );
-    }
-
-    #[tokio::test]
-    async fn a_429_closes_the_gate_for_its_retry_after() {
-        let gate = RateGate::new("t", 1000, Duration::from_secs(1));
-        gate.wait().await;
-        gate.block_for(Duration::from_millis(200));
-        let started = Instant::now();
-        gate.wait().await;
-        assert!(started.elapsed() >= Duration::from_millis(190));
     }
 }

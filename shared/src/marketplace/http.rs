@@ -2,7 +2,8 @@
 //! timeout, URL building under the base URL, and the classification of
 //! failures into [`MarketplaceError`] kinds with credentials scrubbed.
 
-use super::{MarketplaceConfig, MarketplaceError, RateGate};
+use super::budget::EndpointClass;
+use super::{Budget, MarketplaceConfig, MarketplaceError};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -22,7 +23,9 @@ pub(crate) struct HttpClient {
     base: Url,
     /// Strings that must never reach an error message or a log line.
     secrets: Vec<String>,
-    gate: Option<Arc<RateGate>>,
+    budget: Option<Arc<Budget>>,
+    /// The adapter's endpoint classes, by request path.
+    classify: fn(&str) -> EndpointClass,
 }
 
 /// A successful response: status, headers and the raw body.
@@ -33,11 +36,13 @@ pub(crate) struct Reply {
 
 impl HttpClient {
     /// `headers` are sent on every call; auth headers are marked sensitive
-    /// so that reqwest never prints them.
+    /// so that reqwest never prints them. `classify` names each path's
+    /// endpoint class, whose budget the call takes its permit from.
     pub fn new(
         config: &MarketplaceConfig,
         mut headers: HeaderMap,
         secrets: Vec<String>,
+        classify: fn(&str) -> EndpointClass,
     ) -> Result<Self, MarketplaceError> {
         let base = Url::parse(config.base_url.trim_end_matches('/'))
             .map_err(|e| MarketplaceError::invalid(format!("invalid base URL: {e}")))?;
@@ -58,7 +63,8 @@ impl HttpClient {
             client,
             base,
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
-            gate: config.gate.clone(),
+            budget: config.budget.clone(),
+            classify,
         })
     }
 
@@ -88,8 +94,9 @@ impl HttpClient {
             .build()
             .map_err(|e| self.scrubbed_invalid(error_chain(&e)))?;
         let (method, path) = (request.method().clone(), request.url().path().to_owned());
-        if let Some(gate) = &self.gate {
-            gate.wait().await;
+        let class = (self.classify)(&path);
+        if let Some(budget) = &self.budget {
+            budget.acquire(class).await;
         }
         let response = match self.client.execute(request).await {
             Ok(response) => response,
@@ -115,8 +122,8 @@ impl HttpClient {
             });
         }
         let error = self.classify(status, &headers, &body);
-        if let (Some(gate), Some(wait)) = (&self.gate, error.retry_after()) {
-            gate.block_for(wait);
+        if let (Some(budget), Some(wait)) = (&self.budget, error.retry_after()) {
+            budget.rate_limited(class, wait).await;
         }
         Err(error)
     }

@@ -8,6 +8,7 @@
 //! retry. Credentials live in a [`Secret`] and are scrubbed from every error.
 
 mod backmarket;
+pub mod budget;
 pub mod directory;
 mod gate;
 mod http;
@@ -16,6 +17,7 @@ mod wire;
 mod woocommerce;
 
 use crate::domain::OrderStatus;
+pub use budget::Budget;
 use chrono::{DateTime, Utc};
 pub use gate::RateGate;
 use serde::Serialize;
@@ -366,8 +368,9 @@ pub struct MarketplaceConfig {
     pub timeout: Duration,
     /// Back Market requires `BM-<Company>-<Integration>;<contact email>`.
     pub user_agent: Option<String>,
-    /// Every request waits here first (the publisher's rate limit); None = unthrottled.
-    pub gate: Option<Arc<RateGate>>,
+    /// Every request takes a permit of its endpoint class here first (the
+    /// fleet's request budget); None = unthrottled.
+    pub budget: Option<Arc<Budget>>,
 }
 
 impl MarketplaceConfig {
@@ -380,7 +383,7 @@ impl MarketplaceConfig {
             credential,
             timeout: Duration::from_secs(10),
             user_agent: None,
-            gate: None,
+            budget: None,
         }
     }
 }

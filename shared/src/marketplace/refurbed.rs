@@ -2,6 +2,7 @@
 //! to `/refb.merchant.v1.<Service>/<Method>`, cursor pagination with
 //! `starting_after` + `has_more`, statuses per item, one unit per item.
 
+use super::budget::EndpointClass;
 use super::http::HttpClient;
 use super::wire::{Id, decode, from_value, parse_time};
 use super::{
@@ -207,6 +208,15 @@ pub(crate) struct Refurbed {
     http: HttpClient,
 }
 
+/// Offers (stock) are the listings class; orders and returns the orders class.
+fn endpoint_class(path: &str) -> EndpointClass {
+    if path.contains("OfferService") {
+        EndpointClass::Listings
+    } else {
+        EndpointClass::Orders
+    }
+}
+
 impl Refurbed {
     pub(crate) fn new(config: MarketplaceConfig) -> Result<Self, MarketplaceError> {
         let token = config.credential.expose();
@@ -216,7 +226,7 @@ impl Refurbed {
             HttpClient::header_value(&format!("Plain {token}"))?,
         );
         headers.insert(ACCEPT, HttpClient::header_value("application/json")?);
-        let http = HttpClient::new(&config, headers, vec![token.to_owned()])?;
+        let http = HttpClient::new(&config, headers, vec![token.to_owned()], endpoint_class)?;
         Ok(Refurbed {
             code: config.code,
             http,

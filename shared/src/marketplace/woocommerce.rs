@@ -2,6 +2,7 @@
 //! key and secret, `page`/`per_page` pagination with X-WP-TotalPages, one
 //! status per order applied to every line item, stock on products by SKU.
 
+use super::budget::EndpointClass;
 use super::http::HttpClient;
 use super::wire::{Id, decode, format_time, from_value, parse_time};
 use super::{
@@ -167,6 +168,15 @@ pub(crate) struct WooCommerce {
     products: Mutex<HashMap<String, Product>>,
 }
 
+/// Products (stock) are the listings class; orders and refunds the orders class.
+fn endpoint_class(path: &str) -> EndpointClass {
+    if path.contains("/wp-json/wc/v3/products") {
+        EndpointClass::Listings
+    } else {
+        EndpointClass::Orders
+    }
+}
+
 impl WooCommerce {
     pub(crate) fn new(config: MarketplaceConfig) -> Result<Self, MarketplaceError> {
         let credential = config.credential.expose();
@@ -186,7 +196,7 @@ impl WooCommerce {
             key.to_owned(),
             basic,
         ];
-        let http = HttpClient::new(&config, headers, secrets)?;
+        let http = HttpClient::new(&config, headers, secrets, endpoint_class)?;
         Ok(WooCommerce {
             code: config.code,
             http,

@@ -7,8 +7,9 @@ pub mod store;
 
 use crate::bus::{self, Handler, HandlerError, Incoming, QueueSpec};
 use crate::events::SyncRequest;
+use crate::marketplace::budget::{self, Priority};
 use crate::marketplace::directory::{self, MarketplaceRow};
-use crate::marketplace::{self, Marketplace, MarketplaceError, OrderQuery, PageToken};
+use crate::marketplace::{self, Budget, Marketplace, MarketplaceError, OrderQuery, PageToken};
 use crate::worker::Worker;
 use chrono::{DateTime, Duration as Span, Utc};
 use sqlx::{PgPool, Row};
@@ -166,6 +167,10 @@ pub struct RunSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     Succeeded(RunSummary),
+    /// Cut short by the marketplace's rate limit or the request budget: what
+    /// was fetched is stored, `error` says where it stopped, the next run
+    /// catches up.
+    Partial(RunSummary),
     Failed(RunSummary),
     /// Another run of this (marketplace, type) is under way.
     Busy,
@@ -175,6 +180,27 @@ pub enum RunOutcome {
 
 /// How long the first modified or care sync looks back when no cursor exists.
 const FIRST_LOOKBACK: Span = Span::days(1);
+/// Re-reads of open orders stop after half the poll interval, and never
+/// before this: the rest, least recently checked first, wait for the next run.
+const MIN_REREAD_TIME: Duration = Duration::from_secs(10);
+
+/// How a run's fetching ended when nothing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Finished {
+    Complete,
+    /// Stopped early by the rate limit or the budget: why, for `error_text`.
+    Partial(String),
+}
+
+impl Finished {
+    fn status(result: &Result<Finished, String>) -> &'static str {
+        match result {
+            Ok(Finished::Complete) => "succeeded",
+            Ok(Finished::Partial(_)) => "partial",
+            Err(_) => "failed",
+        }
+    }
+}
 
 /// Runs one sync of `sync_type` on `marketplace` if no other run of it is in
 /// progress anywhere. `progress` sees the summary after each page.
@@ -244,7 +270,12 @@ pub async fn run(
         ..RunSummary::default()
     };
     let started_at: DateTime<Utc> = row.get("started_at");
-    let fetched = fetch_all(
+    // New-orders polls (and the modified walk) before care and incomplete syncs.
+    let priority = match sync_type {
+        SyncType::New | SyncType::Modified => Priority::High,
+        SyncType::Care | SyncType::Incomplete => Priority::Low,
+    };
+    let fetch = fetch_all(
         pool,
         marketplace,
         adapter,
@@ -253,23 +284,24 @@ pub async fn run(
         started_at,
         &mut summary,
         progress,
-    )
-    .await;
-    if let Err(error) = &fetched {
-        summary.errors += 1;
-        summary.error = Some(error.clone());
+    );
+    let fetched = budget::with_priority(priority, fetch).await;
+    match &fetched {
+        Err(error) => {
+            summary.errors += 1;
+            summary.error = Some(error.clone());
+        }
+        Ok(Finished::Partial(reason)) => summary.error = Some(reason.clone()),
+        Ok(Finished::Complete) => {}
     }
+    let status = Finished::status(&fetched);
     sqlx::query(
         "UPDATE sync_runs SET status = $2, finished_at = now(), fetched = $3, created = $4,
                 updated = $5, errors = $6, duration_ms = $7, error_text = $8
          WHERE id = $1",
     )
     .bind(summary.run_id)
-    .bind(if fetched.is_ok() {
-        "succeeded"
-    } else {
-        "failed"
-    })
+    .bind(status)
     .bind(summary.fetched as i32)
     .bind(summary.created as i32)
     .bind(summary.updated as i32)
@@ -280,15 +312,18 @@ pub async fn run(
     .await?;
     guard.commit().await?;
     metrics::counter!("stockfleet_sync_runs_total", "marketplace" => marketplace.code.clone(),
-        "type" => sync_type.as_str(), "status" => if fetched.is_ok() { "succeeded" } else { "failed" })
+        "type" => sync_type.as_str(), "status" => status)
     .increment(1);
     Ok(match fetched {
-        Ok(()) => RunOutcome::Succeeded(summary),
+        Ok(Finished::Complete) => RunOutcome::Succeeded(summary),
+        Ok(Finished::Partial(_)) => RunOutcome::Partial(summary),
         Err(_) => RunOutcome::Failed(summary),
     })
 }
 
 /// Fetches every page of the run and stores it; the error text on failure.
+/// A walk cut by the rate limit keeps the cursor where it was, so the next
+/// run reads the same span again.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_all(
     pool: &PgPool,
@@ -299,7 +334,7 @@ async fn fetch_all(
     started_at: DateTime<Utc>,
     summary: &mut RunSummary,
     progress: &(dyn Fn(&RunSummary) + Sync),
-) -> Result<(), String> {
+) -> Result<Finished, String> {
     let since = match sync_type {
         SyncType::Modified | SyncType::Care => Some(
             since(pool, marketplace, sync_type, options.days_back, started_at)
@@ -315,7 +350,10 @@ async fn fetch_all(
             return Err("stopped by shutdown before the last page".into());
         }
         if sync_type == SyncType::Care {
-            let care = with_retries(|| adapter.list_care(since, page.clone())).await?;
+            let care = match with_retries(|| adapter.list_care(since, page.clone())).await {
+                Ok(care) => care,
+                Err(error) => return cut(error, summary),
+            };
             summary.fetched += care.cases.len() as u32;
             summary.updated += store::store_care(pool, marketplace, &care.cases)
                 .await
@@ -327,7 +365,10 @@ async fn fetch_all(
                 SyncType::Incomplete => OrderQuery::Incomplete,
                 _ => OrderQuery::ModifiedSince(since.unwrap_or(started_at)),
             };
-            let orders = with_retries(|| adapter.list_orders(&query, page.clone())).await?;
+            let orders = match with_retries(|| adapter.list_orders(&query, page.clone())).await {
+                Ok(orders) => orders,
+                Err(error) => return cut(error, summary),
+            };
             seen.extend(orders.orders.iter().map(|o| o.external_id.clone()));
             store_page(pool, marketplace, &orders.orders, summary).await?;
             page = orders.next;
@@ -338,7 +379,9 @@ async fn fetch_all(
             break;
         }
     }
-    if sync_type == SyncType::Modified && !adapter.filters_modified_since() {
+    let finished = if sync_type == SyncType::Modified && !adapter.filters_modified_since() {
+        // The walk is complete, so the cursor moves even when re-reads are cut:
+        // the orders not re-read stay open here and go first next run.
         reread_open_orders(
             pool,
             marketplace,
@@ -348,8 +391,10 @@ async fn fetch_all(
             summary,
             progress,
         )
-        .await?;
-    }
+        .await?
+    } else {
+        Finished::Complete
+    };
     if let SyncType::Modified | SyncType::Care = sync_type {
         sqlx::query(
             "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at) VALUES ($1, $2, $3)
@@ -362,7 +407,23 @@ async fn fetch_all(
         .await
         .map_err(|e| format!("saving the cursor: {e}"))?;
     }
-    Ok(())
+    Ok(finished)
+}
+
+/// A list call that gave up: a rate limit cuts the run (partial), any other
+/// error fails it.
+fn cut(error: MarketplaceError, summary: &RunSummary) -> Result<Finished, String> {
+    match error {
+        MarketplaceError::RateLimited { .. } => Ok(Finished::Partial(format!(
+            "cut by the rate limit after {} pages: {error}",
+            summary.pages
+        ))),
+        error => Err(describe(&error)),
+    }
+}
+
+fn describe(error: &MarketplaceError) -> String {
+    format!("{} error: {error}", error.kind())
 }
 
 async fn store_page(
@@ -407,7 +468,10 @@ async fn since(
 }
 
 /// Orders we hold as open that the open-orders walk did not return have left
-/// the open states: read each one to learn where it went.
+/// the open states: read each one, once, to learn where it went. The least
+/// recently checked go first; the re-reads stop at a rate limit or after
+/// half the poll interval (the run is then partial), so a short budget
+/// spreads them over runs.
 async fn reread_open_orders(
     pool: &PgPool,
     marketplace: &MarketplaceRow,
@@ -416,23 +480,39 @@ async fn reread_open_orders(
     options: &RunOptions,
     summary: &mut RunSummary,
     progress: &(dyn Fn(&RunSummary) + Sync),
-) -> Result<(), String> {
+) -> Result<Finished, String> {
     let open: Vec<String> = sqlx::query_scalar(
         "SELECT external_id FROM orders
-         WHERE marketplace_id = $1 AND status IN ('unpaid', 'pending', 'accepted') ORDER BY id",
+         WHERE marketplace_id = $1 AND status IN ('unpaid', 'pending', 'accepted')
+         ORDER BY rechecked_at NULLS FIRST, id",
     )
     .bind(marketplace.id)
     .fetch_all(pool)
     .await
     .map_err(|e| format!("reading open orders: {e}"))?;
     let missing: Vec<String> = open.into_iter().filter(|id| !seen.contains(id)).collect();
+    let interval = Duration::from_secs(marketplace.order_poll_interval_seconds.max(1) as u64);
+    let deadline = Instant::now() + (interval / 2).max(MIN_REREAD_TIME);
+    let mut reread = 0;
     for chunk in missing.chunks(50) {
         if options.shutdown.is_cancelled() {
             return Err("stopped by shutdown".into());
         }
         let mut orders = Vec::with_capacity(chunk.len());
+        let mut checked = Vec::with_capacity(chunk.len());
+        let mut stop = None;
         for id in chunk {
-            match adapter.get_order(id).await {
+            if Instant::now() >= deadline {
+                stop = Some(format!(
+                    "re-read {reread} of {} open orders within {}s; the rest go first next run",
+                    missing.len(),
+                    (interval / 2).max(MIN_REREAD_TIME).as_secs()
+                ));
+                break;
+            }
+            let read = with_retries(|| adapter.get_order(id));
+            match budget::with_priority(Priority::Low, read).await {
+                Ok(order) => orders.push(order),
                 // Gone from the marketplace: count it, keep going with the others.
                 Err(MarketplaceError::Permanent {
                     status: Some(404), ..
@@ -440,18 +520,33 @@ async fn reread_open_orders(
                     tracing::warn!(marketplace = %marketplace.code, order = %id, "open order not found on the marketplace");
                     summary.errors += 1;
                 }
-                _ => orders.push(with_retries(|| adapter.get_order(id)).await?),
+                Err(error @ MarketplaceError::RateLimited { .. }) => {
+                    stop = Some(format!(
+                        "re-read {reread} of {} open orders, then cut by the rate limit: {error}",
+                        missing.len()
+                    ));
+                    break;
+                }
+                Err(error) => return Err(describe(&error)),
             }
+            checked.push(id.as_str());
+            reread += 1;
         }
         store_page(pool, marketplace, &orders, summary).await?;
+        store::mark_rechecked(pool, marketplace, &checked)
+            .await
+            .map_err(|e| format!("recording re-reads: {e}"))?;
         progress(summary);
+        if let Some(reason) = stop {
+            return Ok(Finished::Partial(reason));
+        }
     }
-    Ok(())
+    Ok(Finished::Complete)
 }
 
 /// A marketplace call with a few in-process retries for transient errors,
-/// honouring Retry-After; the last error's message otherwise.
-async fn with_retries<T, F, Fut>(call: F) -> Result<T, String>
+/// honouring Retry-After; the last error otherwise.
+async fn with_retries<T, F, Fut>(call: F) -> Result<T, MarketplaceError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, MarketplaceError>>,
@@ -476,7 +571,6 @@ where
         |error, wait| tracing::info!(%error, ?wait, "marketplace call failed; retrying"),
     )
     .await
-    .map_err(|error| format!("{} error: {error}", error.kind()))
 }
 
 type BuiltAdapter = (MarketplaceRow, Arc<dyn Marketplace>);
@@ -490,12 +584,15 @@ pub struct Syncer {
     /// Per code: the row an adapter was built for, and the adapter.
     adapters: Mutex<HashMap<String, BuiltAdapter>>,
     permits: tokio::sync::Semaphore,
+    /// Who takes the request budget's permits (`poller`, `cli`), for metrics.
+    caller: &'static str,
 }
 
 impl Syncer {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, caller: &'static str) -> Self {
         let concurrent = (pool.options().get_max_connections() as usize / 2).max(1);
         Self {
+            caller,
             pool,
             adapters: Mutex::default(),
             permits: tokio::sync::Semaphore::new(concurrent),
@@ -510,7 +607,14 @@ impl Syncer {
             return Ok(adapter.clone());
         }
         // First use, or the row changed (`stockfleet marketplace set`): rebuild.
-        let adapter = marketplace::connect(directory::adapter_config(row)?)?;
+        let mut config = directory::adapter_config(row)?;
+        config.budget = Some(Arc::new(Budget::new(
+            self.pool.clone(),
+            row.id,
+            &row.code,
+            self.caller,
+        )));
+        let adapter = marketplace::connect(config)?;
         built.insert(row.code.clone(), (row.clone(), adapter.clone()));
         Ok(adapter)
     }
@@ -603,6 +707,9 @@ fn log_outcome(code: &str, sync_type: SyncType, outcome: &anyhow::Result<RunOutc
             tracing::info!(marketplace = code, %sync_type, fetched = s.fetched,
             created = s.created, updated = s.updated, events = s.events, "sync succeeded")
         }
+        Ok(RunOutcome::Partial(s)) => tracing::info!(marketplace = code, %sync_type,
+            fetched = s.fetched, reason = s.error.as_deref().unwrap_or_default(),
+            "sync partly done; the next run catches up"),
         Ok(RunOutcome::Failed(s)) => tracing::warn!(marketplace = code, %sync_type,
             error = s.error.as_deref().unwrap_or_default(), "sync failed"),
         Ok(RunOutcome::Busy | RunOutcome::Satisfied) => {
@@ -699,7 +806,8 @@ impl SyncCommandHandler {
             .map_err(|e| HandlerError::Transient(format!("{e:#}")))?;
         log_outcome(&marketplace.code, sync_type, &Ok(outcome.clone()));
         match outcome {
-            RunOutcome::Succeeded(_) | RunOutcome::Satisfied => Ok(()),
+            // A partial run stored what it could; the schedule catches up.
+            RunOutcome::Succeeded(_) | RunOutcome::Partial(_) | RunOutcome::Satisfied => Ok(()),
             // Retried later: the run under way may have started before the request.
             RunOutcome::Busy => Err(HandlerError::Transient(format!(
                 "a {sync_type} sync of {} is under way",
@@ -724,7 +832,7 @@ const SCHEDULER_TASK: &str = "sync schedule";
 /// Runs the poller on a started worker: the scheduler and the command
 /// consumer side by side until shutdown (a scheduler that fails stops it).
 pub async fn run_worker(worker: Worker) -> anyhow::Result<()> {
-    let syncer = Arc::new(Syncer::new(worker.db.clone()));
+    let syncer = Arc::new(Syncer::new(worker.db.clone(), "poller"));
     worker.tasks.ready(SCHEDULER_TASK);
     let scheduler = worker.tasks.spawn(SCHEDULER_TASK, {
         let (syncer, shutdown) = (syncer.clone(), worker.shutdown.clone());

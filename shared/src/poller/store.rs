@@ -377,6 +377,25 @@ async fn upsert_items(
     Ok(())
 }
 
+/// Notes that the modified sync just read these orders on their own.
+pub async fn mark_rechecked(
+    pool: &PgPool,
+    marketplace: &MarketplaceRow,
+    external_ids: &[&str],
+) -> sqlx::Result<()> {
+    if external_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders SET rechecked_at = now() WHERE marketplace_id = $1 AND external_id = ANY($2)",
+    )
+    .bind(marketplace.id)
+    .bind(external_ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Records after-sales cases on the order items they concern; returns how many items changed.
 pub async fn store_care(
     pool: &PgPool,

@@ -1,0 +1,79 @@
+//! The fleet's request budget (docs/architecture.md, "Request budget"): two
+//! pollers and three publishers, as processes, against the simulator's
+//! published limits, one of each killed on the way.
+
+use std::time::Duration;
+use stockfleet::bus::QueueSpec;
+use stockfleet::ledger::Role;
+use stockfleet_tests::*;
+
+const LIMITED: [&str; 2] = ["backmarket", "refurbed"];
+
+async fn count_on(env: &TestEnv, marketplace: &str, condition: &str) -> i64 {
+    env.scalar(&format!(
+        "SELECT count(*) FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id
+         WHERE m.code = '{marketplace}' AND {condition}"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn two_pollers_and_three_publishers_stay_within_every_limit_when_one_of_each_is_killed() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    // Polling every second asks for far more than the limits allow: the
+    // budget, not the schedule, decides what goes out.
+    env.poll_every(1).await;
+    let skus: Vec<String> = (0..20).map(|n| format!("B-{n:02}")).collect();
+    for marketplace in LIMITED {
+        for sku in &skus {
+            sim.listing(marketplace, sku, 1000).await;
+            env.set_stock_on(marketplace, sku, 1000).await;
+        }
+    }
+    let _workers = [
+        env.start(Role::Locker).await,
+        env.start(Role::Reducer).await,
+    ];
+    let mut pollers: Vec<_> = (0..2).map(|_| env.spawn("stockfleet-poller")).collect();
+    let mut publishers: Vec<_> = (0..3).map(|_| env.spawn("stockfleet-publisher")).collect();
+    for marketplace in LIMITED {
+        let queue = env.queue(&QueueSpec::publisher(marketplace));
+        eventually("publishers consuming", || async {
+            env.consumers(&queue).await >= 1
+        })
+        .await;
+    }
+
+    // 4 orders a second on each marketplace for 16 s; each one costs a
+    // stock push and an accept on top of the polls.
+    let mut placed = 0;
+    for tick in 0..64 {
+        for marketplace in LIMITED {
+            sim.place(marketplace, &skus[tick % skus.len()], 1).await;
+        }
+        placed += 1;
+        if tick == 32 {
+            publishers[0].start_kill().unwrap();
+            pollers[0].start_kill().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The survivors fetch and accept every order.
+    for marketplace in LIMITED {
+        eventually(
+            &format!("every {marketplace} order stored and accepted"),
+            || async { count_on(&env, marketplace, "o.status = 'accepted'").await == placed },
+        )
+        .await;
+    }
+    for marketplace in LIMITED {
+        assert_eq!(
+            sim.violations(marketplace).await,
+            0,
+            "{marketplace}: requests over the limit"
+        );
+    }
+    drop((pollers, publishers));
+}
