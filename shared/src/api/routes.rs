@@ -318,14 +318,19 @@ struct DeadLetterFilter {
     /// 30s, 10m, 2h, 1d.
     older_than: Option<String>,
     newer_than: Option<String>,
+    /// One message (a query parameter or the body).
     message_id: Option<String>,
+    /// Several messages (the body of a replay or purge).
+    #[serde(default)]
+    ids: Vec<String>,
     limit: Option<usize>,
     #[serde(default)]
     dry_run: bool,
 }
 
 impl DeadLetterFilter {
-    fn filter(self) -> Result<dlq::Filter, ApiError> {
+    fn filter(mut self) -> Result<dlq::Filter, ApiError> {
+        self.ids.extend(self.message_id.take());
         let age = |text: Option<String>| {
             text.map(|text| dlq::parse_age(&text).map_err(ApiError::BadRequest))
                 .transpose()
@@ -336,7 +341,7 @@ impl DeadLetterFilter {
             kind: self.kind,
             older_than: age(self.older_than)?,
             newer_than: age(self.newer_than)?,
-            message_id: self.message_id,
+            message_ids: self.ids,
             limit: self.limit,
         })
     }

@@ -4,6 +4,7 @@
 pub mod consumer;
 pub mod envelope;
 pub mod headers;
+mod isolate;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;
