@@ -39,7 +39,7 @@ pub struct Filters {
     #[arg(long)]
     marketplace: Option<String>,
     /// transient or permanent.
-    #[arg(long, value_parser = ["transient", "permanent", "broker"])]
+    #[arg(long, value_parser = dlq::KINDS)]
     kind: Option<String>,
     /// Last failed at least this long ago (30s, 10m, 2h, 1d).
     #[arg(long, value_parser = dlq::parse_age)]

@@ -20,6 +20,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 use std::time::Duration;
 
+/// The failure kinds a dead letter may have (`x-error-kind`; `broker` when
+/// the broker itself dead-lettered it).
+pub const KINDS: [&str; 3] = ["transient", "permanent", "broker"];
+
 /// Which dead letters an operation takes.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

@@ -209,7 +209,14 @@ impl<H: Handler> ConsumerLoop<H> {
             })
             .collect();
         for (position, delivery) in batch.iter().enumerate() {
-            match Envelope::decode(&delivery.data) {
+            // Retried and replayed copies come by queue name; their first route is kept.
+            let route = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| headers::get_str(h, headers::ORIGINAL_ROUTING_KEY))
+                .unwrap_or_else(|| delivery.routing_key.to_string());
+            match Envelope::decode_routed(&delivery.data, &route) {
                 Ok(envelope) => {
                     let traceparent = traced[position].1.clone();
                     decoded.push(Incoming {
