@@ -39,7 +39,7 @@ pub struct Filters {
     #[arg(long)]
     marketplace: Option<String>,
     /// transient or permanent.
-    #[arg(long, value_parser = ["transient", "permanent", "broker"])]
+    #[arg(long, value_parser = dlq::KINDS)]
     kind: Option<String>,
     /// Last failed at least this long ago (30s, 10m, 2h, 1d).
     #[arg(long, value_parser = dlq::parse_age)]
@@ -50,17 +50,21 @@ pub struct Filters {
     /// At most this many (the first found).
     #[arg(long)]
     limit: Option<usize>,
+    /// Only this message (its message id, as `dlq list` shows it); repeat for several.
+    #[arg(long = "id", value_name = "MESSAGE_ID")]
+    ids: Vec<String>,
 }
 
 impl Filters {
-    fn filter(self, message_id: Option<String>) -> Filter {
+    fn filter(mut self, message_id: Option<String>) -> Filter {
+        self.ids.extend(message_id);
         Filter {
             queue: self.queue,
             marketplace: self.marketplace,
             kind: self.kind,
             older_than: self.older_than,
             newer_than: self.newer_than,
-            message_id,
+            message_ids: self.ids,
             limit: self.limit,
         }
     }

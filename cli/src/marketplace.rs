@@ -62,6 +62,12 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                 },
                 default_buffer_percentage: buffer_percentage,
             };
+            let Some(current) = marketplaces::get(&pool, &code).await? else {
+                bail!("unknown marketplace {code:?}; `stockfleet marketplace list` shows them")
+            };
+            change
+                .check(&current)
+                .with_context(|| format!("changing marketplace {code}"))?;
             match marketplaces::set(&pool, &code, &change)
                 .await
                 .with_context(|| format!("changing marketplace {code}"))?

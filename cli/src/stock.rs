@@ -9,13 +9,16 @@ use stockfleet::config::Settings;
 pub enum Command {
     /// Every marketplace row of a SKU: listed, locked, available, shown.
     Show { sku: String },
-    /// Set listed stock to a counted number (creates the SKU if new).
+    /// Set listed stock to a counted number.
     Set {
         sku: String,
         #[arg(long)]
         marketplace: String,
         #[arg(long)]
         quantity: i32,
+        /// Create the SKU when it is new (without it, an unknown SKU is refused as a likely typo).
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         why: Why,
     },
@@ -53,8 +56,16 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             sku,
             marketplace,
             quantity,
+            create,
             why,
-        } => (sku, marketplace, Correction::Set(quantity), why),
+        } => {
+            let correction = if create {
+                Correction::Create(quantity)
+            } else {
+                Correction::Set(quantity)
+            };
+            (sku, marketplace, correction, why)
+        }
         Command::Adjust {
             sku,
             marketplace,

@@ -25,8 +25,8 @@ pub struct Args {
     /// run even if a run since the request already covered it.
     #[arg(long)]
     force: bool,
-    /// How far back a forced (or first) modified/care sync reads.
-    #[arg(long)]
+    /// How far back a forced (or first) modified/care sync reads (1 to 366 days).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(stockfleet::domain::input::MAX_DAYS_BACK)))]
     days_back: Option<u32>,
     /// Queue the request for the running fleet instead of running it here.
     #[arg(long)]

@@ -229,7 +229,7 @@ async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Res
                     pool,
                     &sku,
                     marketplace,
-                    Correction::Set(20),
+                    Correction::Create(20),
                     "stockfleet up",
                     "demo catalog",
                 )

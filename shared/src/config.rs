@@ -11,6 +11,8 @@ pub struct Settings {
     #[arg(
         long,
         env = "DATABASE_URL",
+        // Its password stays off the screen (`--help` shows env values).
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/stockfleet"
     )]
     pub database_url: String,
@@ -21,6 +23,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
@@ -70,6 +73,25 @@ impl Settings {
     pub fn topology(&self) -> crate::bus::Topology {
         crate::bus::Topology::new(&self.bus_prefix, self.consumer.retry_delays())
     }
+}
+
+/// The most units one stock row may list: `STOCK_LEVEL_MAX`, default
+/// 1,000,000. A correction above it is refused (a typo, not a count).
+pub fn max_stock_level() -> i32 {
+    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        let default = crate::domain::input::DEFAULT_MAX_STOCK_LEVEL;
+        match std::env::var("STOCK_LEVEL_MAX") {
+            Err(_) => default,
+            Ok(text) => match text.trim().parse::<i32>() {
+                Ok(max) if max > 0 => max,
+                _ => {
+                    tracing::error!(value = %text, default, "STOCK_LEVEL_MAX is not a positive number of units; using the default");
+                    default
+                }
+            },
+        }
+    })
 }
 
 impl ConsumerSettings {

@@ -1,11 +1,11 @@
 //! Message payloads (the `payload` of an [`Envelope`](crate::bus::Envelope)).
 
 use crate::domain::OrderStatus;
+pub use crate::domain::messages::{
+    ACCEPT_ORDERLINE, ORDER_CREATED, ORDER_STATUS_CHANGED, STOCK_CHANGED, SYNC_REQUEST,
+    UPDATE_ORDER_STATUS,
+};
 use serde::{Deserialize, Serialize};
-
-pub const ORDER_CREATED: &str = "order.created";
-pub const ORDER_STATUS_CHANGED: &str = "order.status_changed";
-pub const STOCK_CHANGED: &str = "stock.changed";
 
 /// `order.created` (first sight of an order) and `order.status_changed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,9 +53,6 @@ pub struct StockChanged {
     pub change_type: String,
 }
 
-pub const ACCEPT_ORDERLINE: &str = "accept_orderline";
-pub const UPDATE_ORDER_STATUS: &str = "update_order_status";
-
 /// The routing key of a command to a marketplace's publisher:
 /// `marketplace.<mp>.<command>` on the commands exchange.
 pub fn marketplace_command_key(marketplace: &str, command: &str) -> String {
@@ -100,9 +97,6 @@ impl SyncRequest {
         )
     }
 }
-
-/// The envelope type of a `sync.<mp>.<type>` command.
-pub const SYNC_REQUEST: &str = "sync.request";
 
 /// `marketplace.<mp>.update_order_status`: move an order, or some of its
 /// items, to a status (Accepted, Shipped, Cancelled or Returned).

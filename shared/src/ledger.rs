@@ -5,7 +5,9 @@
 //! one query, then in one transaction lock the touched stock rows in id order
 //! (no deadlocks between batches), load the items' locks, run the pure rules
 //! of [`crate::domain::ledger`] in memory, and write locks, counters, history
-//! and `stock.changed` outbox rows back with set-based statements.
+//! and `stock.changed` outbox rows back with set-based statements. A failed
+//! transaction is every planned message's [`HandlerError::Batch`] error: the
+//! consumer handles them again in smaller batches until the culprit is alone.
 
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::bus::{Envelope, Handler, HandlerError, Incoming, QueueSpec};
@@ -153,7 +155,7 @@ impl LedgerHandler {
         planned: &[Planned],
         variations: &HashMap<(i32, String), i64>,
         batch: &[Incoming],
-    ) -> Result<(), HandlerError> {
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         let keys: BTreeSet<(i64, i32)> = planned
             .iter()
@@ -276,7 +278,13 @@ impl Handler for LedgerHandler {
             .collect();
         let variations = match resolve_skus(&self.pool, &pairs).await {
             Ok(variations) => variations,
-            Err(error) => return vec![Err(error.into()); batch.len()],
+            Err(error) => {
+                let error = HandlerError::of_batch(error);
+                for item in &planned {
+                    results[item.message] = Err(error.clone());
+                }
+                return results;
+            }
         };
         for item in &planned {
             if !variations.contains_key(&(item.marketplace_id, item.sku.clone())) {
@@ -291,6 +299,9 @@ impl Handler for LedgerHandler {
             return results;
         }
         if let Err(error) = self.apply(&planned, &variations, batch).await {
+            // Which message the database refused is not known here: the
+            // consumer splits the batch to find it (`HandlerError::Batch`).
+            let error = HandlerError::of_batch(error);
             for item in &planned {
                 results[item.message] = Err(error.clone());
             }

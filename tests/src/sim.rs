@@ -116,7 +116,7 @@ impl TestEnv {
             &self.db,
             sku,
             marketplace,
-            stockfleet::admin::stock::Correction::Set(listed),
+            stockfleet::admin::stock::Correction::Create(listed),
             "test",
             "initial count",
         )

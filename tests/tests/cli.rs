@@ -91,31 +91,38 @@ fn stdout_of(output: &std::process::Output) -> String {
 async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
     let env = TestEnv::new().await;
     let locker = env.start(Role::Locker).await;
-    // An order for a SKU we do not know yet: dead-lettered at once.
-    env.publish(&[created("LATE-1", "ARRIVES-LATER", 1)]).await;
+    // Orders for SKUs we do not know yet: dead-lettered at once.
+    let late = created("LATE-1", "ARRIVES-LATER", 1);
+    let typo = created("TYPO-1", "ARRIVES-NEVER", 1);
+    env.publish(&[late.clone(), typo.clone()]).await;
     let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
-    eventually("dead-lettered", || async { env.depth(&dlq).await == 1 }).await;
+    eventually("dead-lettered", || async { env.depth(&dlq).await == 2 }).await;
 
     let queues = stdout_of(&env.cli(&["queues"]).await);
     let line = queues
         .lines()
         .find(|line| line.starts_with(&format!("{dlq} ")))
         .unwrap_or_else(|| panic!("no line for {dlq} in:\n{queues}"));
-    assert_eq!(line.split_whitespace().nth(1), Some("1"), "{line}");
+    assert_eq!(line.split_whitespace().nth(1), Some("2"), "{line}");
 
     let listed = stdout_of(&env.cli(&["dlq", "list", "--queue", "locker"]).await);
     assert!(listed.contains("unknown SKU \"ARRIVES-LATER\""), "{listed}");
-    assert!(listed.ends_with("1 dead letter(s)\n"), "{listed}");
+    assert!(listed.ends_with("2 dead letter(s)\n"), "{listed}");
 
-    // The variation is counted; the operator replays, first without moving.
+    // The variation is counted; the operator replays that one order by its
+    // id, first without moving; the other stays.
     env.set_stock("ARRIVES-LATER", 3).await;
-    let dry = stdout_of(&env.cli(&["dlq", "replay", "--dry-run"]).await);
+    let late_id = late.id.to_string();
+    let dry = stdout_of(
+        &env.cli(&["dlq", "replay", "--dry-run", "--id", &late_id])
+            .await,
+    );
     assert!(
         dry.ends_with("1 dead letter(s) would be replayed\n"),
         "{dry}"
     );
-    assert_eq!(env.depth(&dlq).await, 1);
-    let replayed = stdout_of(&env.cli(&["dlq", "replay"]).await);
+    assert_eq!(env.depth(&dlq).await, 2);
+    let replayed = stdout_of(&env.cli(&["dlq", "replay", "--id", &late_id]).await);
     assert!(
         replayed.ends_with("1 dead letter(s) replayed\n"),
         "{replayed}"
@@ -124,6 +131,15 @@ async fn dead_letters_are_seen_and_replayed_and_queues_watched_from_the_cli() {
         env.levels("ARRIVES-LATER").await == (3, 1, 2)
     })
     .await;
+    let left = stdout_of(&env.cli(&["dlq", "list"]).await);
+    assert!(left.contains(&typo.id.to_string()), "{left}");
+    assert!(left.ends_with("1 dead letter(s)\n"), "{left}");
+    // The mistyped one is purged by its id.
+    let purged = stdout_of(
+        &env.cli(&["dlq", "purge", "--id", &typo.id.to_string()])
+            .await,
+    );
+    assert!(purged.ends_with("1 dead letter(s) purged\n"), "{purged}");
     assert_eq!(env.depth(&dlq).await, 0);
     locker.stop().await;
 }

@@ -264,10 +264,57 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_consumption_goes_on() 
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("unknown marketplace \"ebay\"")),
+            .any(|r| r.contains("marketplace \"ebay\" does not match routing key")),
         "{reasons:?}"
     );
     assert_eq!(env.lock_state("U", "U-1").await, None);
+    locker.stop().await;
+}
+
+/// Issue 13: a value the database refuses fails the batch's transaction; the
+/// consumer splits the batch until the poison is alone, so its 40 neighbours
+/// are applied and only it is dead-lettered, with its own reason.
+#[tokio::test]
+async fn a_poison_message_costs_its_batch_neighbours_nothing() {
+    let env = TestEnv::new().await;
+    env.set_stock("MANY", 100).await;
+    let mut events: Vec<Envelope> = (0..40)
+        .map(|i| created(&format!("G{i}"), "MANY", 1))
+        .collect();
+    let poison = created("X\u{0}", "MANY", 1);
+    events.insert(25, poison.clone());
+    // Published before the locker starts, so they arrive as one batch (50).
+    env.publish(&events).await;
+    let queue = env.queue(&QueueSpec::locker());
+    eventually("41 messages queued", || async {
+        env.depth(&queue).await == 41
+    })
+    .await;
+    let locker = env.start(Role::Locker).await;
+    env.wait_settled(&queue, 41).await;
+
+    assert_eq!(env.levels("MANY").await, (100, 40, 60));
+    for i in 0..40 {
+        let order = format!("G{i}");
+        assert_eq!(
+            env.lock_state(&order, &format!("{order}-1"))
+                .await
+                .as_deref(),
+            Some("locked")
+        );
+    }
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
+    let dead = env.drain(&dlq).await;
+    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
+    let (headers, body) = &dead[0];
+    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
+    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
+    let reason = header(headers, ERROR).unwrap();
+    assert!(
+        reason.contains("0x00") || reason.contains("NUL"),
+        "{reason}"
+    );
+    assert!(env.validate().await.is_clean());
     locker.stop().await;
 }
 

@@ -20,6 +20,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 use std::time::Duration;
 
+/// The failure kinds a dead letter may have (`x-error-kind`; `broker` when
+/// the broker itself dead-lettered it).
+pub const KINDS: [&str; 3] = ["transient", "permanent", "broker"];
+
 /// Which dead letters an operation takes.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -32,8 +36,8 @@ pub struct Filter {
     pub older_than: Option<Duration>,
     /// Last failed at most this long ago.
     pub newer_than: Option<Duration>,
-    /// One message, by its message id.
-    pub message_id: Option<String>,
+    /// Only these messages, by message id (empty: any message).
+    pub message_ids: Vec<String>,
     /// At most this many, the first found (the dashboard shows a page, not thousands).
     pub limit: Option<usize>,
 }
@@ -198,6 +202,8 @@ fn describe(queue: &str, delivery: &lapin::message::Delivery) -> DeadLetter {
             .message_id()
             .as_ref()
             .map(|id| id.as_str().to_owned())
+            // A copy resent without one carries an empty id.
+            .filter(|id| !id.is_empty())
             .or_else(|| envelope.as_ref().map(|e| e.id.to_string()))
             .unwrap_or_default(),
         kind: envelope
@@ -262,10 +268,7 @@ fn matches(letter: &DeadLetter, filter: &Filter) -> bool {
         .as_ref()
         .is_none_or(|m| *m == letter.marketplace)
         && filter.kind.as_ref().is_none_or(|k| *k == letter.error_kind)
-        && filter
-            .message_id
-            .as_ref()
-            .is_none_or(|id| *id == letter.message_id)
+        && (filter.message_ids.is_empty() || filter.message_ids.contains(&letter.message_id))
         && filter
             .older_than
             .is_none_or(|bound| age.is_some_and(|age| age >= bound))

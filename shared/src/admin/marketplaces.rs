@@ -1,5 +1,6 @@
 //! `stockfleet marketplace list|set`: the marketplaces table without SQL.
 
+use crate::domain::input::{self, Invalid};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
@@ -33,6 +34,28 @@ pub struct MarketplaceChange {
     /// allows n updates per s seconds.
     pub quantity_updates: Option<Option<(i32, i32)>>,
     pub default_buffer_percentage: Option<f64>,
+}
+
+impl MarketplaceChange {
+    /// The edge's rules for a change to `current`: a parsed http(s) base URL,
+    /// a sync offset inside its interval.
+    pub fn check(&self, current: &MarketplaceView) -> Result<(), Invalid> {
+        if let Some(url) = &self.base_url {
+            input::base_url("base_url", url)?;
+        }
+        if let Some(offset) = self.sync_offset_minutes {
+            input::sync_offset("sync_offset_minutes", offset, current.sync_interval_hours)?;
+        }
+        Ok(())
+    }
+}
+
+/// The marketplace with this code, if any.
+pub async fn get(pool: &PgPool, code: &str) -> sqlx::Result<Option<MarketplaceView>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE code = $1")))
+        .bind(code)
+        .fetch_optional(pool)
+        .await
 }
 
 const SELECT: &str = "SELECT id, code, kind, base_url, credential_env, sync_enabled,
@@ -85,8 +108,5 @@ pub async fn set(
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE code = $1")))
-        .bind(code)
-        .fetch_optional(pool)
-        .await
+    get(pool, code).await
 }

@@ -5,6 +5,7 @@
 use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
+use crate::domain::input;
 use crate::domain::ledger::{self as rules, ChangeType, StockLevels};
 use crate::events::{STOCK_CHANGED, StockChanged};
 use crate::ledger::HistoryColumns;
@@ -17,6 +18,12 @@ pub enum StockError {
     UnknownMarketplace(String),
     #[error("unknown SKU {0:?}")]
     UnknownSku(String),
+    #[error(
+        "unknown SKU {0:?}: check it, or create it with this count (\"create\": true, --create)"
+    )]
+    NotCreated(String),
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::input::Invalid),
     #[error("a reason is required for every manual change")]
     MissingReason,
     #[error(transparent)]
@@ -28,8 +35,11 @@ pub enum StockError {
 /// How to change listed stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Correction {
-    /// Set listed stock to a counted number (history `manual`).
+    /// Set listed stock to a counted number (history `manual`) of a known SKU.
     Set(i32),
+    /// Set it, creating the SKU when it is new (a mistyped SKU is refused
+    /// unless the caller says so).
+    Create(i32),
     /// Add or remove units (history `topup` when adding, `manual` when removing).
     Adjust(i32),
 }
@@ -48,8 +58,9 @@ pub struct StockRowView {
     pub last_synced_at: Option<String>,
 }
 
-/// Applies a correction to (sku, marketplace); creates the variation when a
-/// stock count is set for a SKU never seen before.
+/// Applies a correction to (sku, marketplace); creates the variation when
+/// asked ([`Correction::Create`]). The result lies within 0 and
+/// [`max_stock_level`](crate::config::max_stock_level).
 pub async fn correct(
     pool: &PgPool,
     sku: &str,
@@ -58,6 +69,8 @@ pub async fn correct(
     actor: &str,
     reason: &str,
 ) -> Result<StockRowView, StockError> {
+    input::text("sku", sku)?;
+    input::text("reason", reason)?;
     if reason.trim().is_empty() {
         return Err(StockError::MissingReason);
     }
@@ -67,7 +80,7 @@ pub async fn correct(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StockError::UnknownMarketplace(marketplace.to_owned()))?;
-    if let Correction::Set(_) = correction {
+    if let Correction::Create(_) = correction {
         sqlx::query("INSERT INTO variations (sku) VALUES ($1) ON CONFLICT (sku) DO NOTHING")
             .bind(sku)
             .execute(&mut *tx)
@@ -77,7 +90,10 @@ pub async fn correct(
         .bind(sku)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| StockError::UnknownSku(sku.to_owned()))?;
+        .ok_or_else(|| match correction {
+            Correction::Set(_) => StockError::NotCreated(sku.to_owned()),
+            _ => StockError::UnknownSku(sku.to_owned()),
+        })?;
     sqlx::query(
         "INSERT INTO marketplace_stock (variation_id, marketplace_id) VALUES ($1, $2)
          ON CONFLICT (variation_id, marketplace_id) DO NOTHING",
@@ -96,10 +112,22 @@ pub async fn correct(
     .await?;
     let stock_id: i64 = row.get("id");
     let levels = StockLevels::new(row.get("listed_stock"), row.get("locked_stock"));
+    let max = crate::config::max_stock_level();
     let (delta, change_type) = match correction {
-        Correction::Set(listed) => (listed - levels.listed, ChangeType::Manual),
-        Correction::Adjust(delta) if delta > 0 => (delta, ChangeType::Topup),
-        Correction::Adjust(delta) => (delta, ChangeType::Manual),
+        Correction::Set(listed) | Correction::Create(listed) => {
+            let listed = input::stock_level("set", listed.into(), max)?;
+            (listed - levels.listed, ChangeType::Manual)
+        }
+        Correction::Adjust(delta) => {
+            let after = i64::from(levels.listed) + i64::from(delta);
+            input::stock_level("adjust", after, max)?;
+            let change_type = if delta > 0 {
+                ChangeType::Topup
+            } else {
+                ChangeType::Manual
+            };
+            (delta, change_type)
+        }
     };
     let mut change = rules::adjust_listed(levels, delta, change_type)?;
     change.note = Some(reason.to_owned());

@@ -1,8 +1,10 @@
-//! How the API answers a failure: a status and `{"error": "..."}` that tells
-//! the caller what to do. Internal errors are logged, not shown.
+//! How the API answers a failure: a status and `{"error": "...", "field":
+//! "..."}` (the field when one is to blame) that tells the caller what to do.
+//! Internal errors are logged, not shown.
 
 use crate::admin::stock::StockError;
 use crate::admin::tokens::Role;
+use crate::domain::input::{self, Invalid};
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +13,23 @@ use axum::response::{IntoResponse, Response};
 pub enum ApiError {
     #[error("send a valid API token: Authorization: Bearer <token> (stockfleet token create)")]
     Unauthenticated,
+    /// A webhook without a valid signature (401, no bearer challenge).
+    #[error("{0}")]
+    Unsigned(String),
     #[error("this needs the {0} role")]
     Forbidden(Role),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A field refused by the edge's rules (422).
+    #[error("{}", .0.reason)]
+    Invalid(Invalid),
+    /// Bytes no field can hold: a NUL, invalid UTF-8 (400).
+    #[error("{}", .0.reason)]
+    Malformed(Invalid),
+    #[error("the request body is larger than the {0} bytes this endpoint takes")]
+    TooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -26,10 +39,12 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::Unsigned(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -55,10 +70,26 @@ impl From<StockError> for ApiError {
             StockError::UnknownMarketplace(_) | StockError::UnknownSku(_) => {
                 ApiError::NotFound(error.to_string())
             }
-            StockError::MissingReason | StockError::Ledger(_) => {
-                ApiError::BadRequest(error.to_string())
+            StockError::NotCreated(_) => {
+                ApiError::Invalid(Invalid::new("create", error.to_string()))
             }
+            StockError::MissingReason => {
+                ApiError::Invalid(Invalid::new("reason", error.to_string()))
+            }
+            StockError::Ledger(_) => ApiError::BadRequest(error.to_string()),
+            StockError::Invalid(invalid) => invalid.into(),
             StockError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    /// A NUL is malformed bytes (400); any other refusal a bad value (422).
+    fn from(invalid: Invalid) -> Self {
+        if invalid.reason.contains("NUL") {
+            ApiError::Malformed(invalid)
+        } else {
+            ApiError::Invalid(invalid)
         }
     }
 }
@@ -73,8 +104,13 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = Json(serde_json::json!({ "error": message }));
-        if status == StatusCode::UNAUTHORIZED {
+        let body = match &self {
+            ApiError::Invalid(invalid) | ApiError::Malformed(invalid) => {
+                Json(serde_json::json!({ "error": message, "field": invalid.field }))
+            }
+            _ => Json(serde_json::json!({ "error": message })),
+        };
+        if matches!(self, ApiError::Unauthenticated) {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else {
             (status, body).into_response()
@@ -83,7 +119,8 @@ impl IntoResponse for ApiError {
 }
 
 /// `Json<T>` whose refusal (bad JSON, a missing or unknown field, a wrong
-/// content type) is answered like every other error: 422 with `{"error"}`.
+/// content type, a NUL in a string, an oversized body) is answered like every
+/// other error, naming the field where there is one.
 pub(super) struct JsonBody<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
@@ -94,11 +131,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(request, state)
+        let Json(value) = Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|Json(value)| JsonBody(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(super::edge::BODY_LIMIT),
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
+        input::json_strings("", &value)?;
+        T::deserialize(value).map(JsonBody).map_err(|error| {
+            let message = error.to_string();
+            ApiError::Invalid(Invalid::new(named_field(&message).to_owned(), message))
+        })
     }
+}
+
+/// The field serde's message names (`unknown field `x``), else the body.
+fn named_field(message: &str) -> &str {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .unwrap_or("body")
 }
 
 /// `Query<T>` refused the same way.

@@ -11,6 +11,7 @@
 
 mod auth;
 mod dashboard;
+mod edge;
 mod error;
 mod routes;
 mod webhook;
@@ -90,6 +91,9 @@ pub fn router(api: Api) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(edge::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(edge::error_bodies))
+        .layer(axum::middleware::from_fn(edge::refuse_malformed_uri))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(api)
 }

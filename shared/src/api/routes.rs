@@ -10,6 +10,7 @@ use crate::admin::stock::{self, Correction, StockQuery};
 use crate::admin::tokens::{Caller, Role};
 use crate::admin::{dlq, marketplaces, queues, validate};
 use crate::bus::outbox::{self, OutboxMessage};
+use crate::domain::input::{self, Invalid};
 use crate::events::SyncRequest;
 use crate::poller::SyncKind;
 use axum::extract::{Path, State};
@@ -87,9 +88,13 @@ async fn history(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CorrectionRequest {
-    set: Option<i32>,
-    adjust: Option<i32>,
+    /// Wide, so an out-of-range count is refused with its bound, not a type error.
+    set: Option<i64>,
+    adjust: Option<i64>,
     reason: String,
+    /// Create the SKU when it is new; without it an unknown SKU is refused.
+    #[serde(default)]
+    create: bool,
 }
 
 async fn correct(
@@ -99,9 +104,22 @@ async fn correct(
     JsonBody(request): JsonBody<CorrectionRequest>,
 ) -> Answer {
     require(&caller, Role::Operator)?;
+    let max = crate::config::max_stock_level();
     let correction = match (request.set, request.adjust) {
-        (Some(listed), None) => Correction::Set(listed),
-        (None, Some(delta)) => Correction::Adjust(delta),
+        (Some(listed), None) => {
+            let listed = input::stock_level("set", listed, max)?;
+            if request.create {
+                Correction::Create(listed)
+            } else {
+                Correction::Set(listed)
+            }
+        }
+        (None, Some(delta)) => Correction::Adjust(i32::try_from(delta).map_err(|_| {
+            Invalid::new(
+                "adjust",
+                format!("{delta} units is beyond the maximum of {max} per stock row"),
+            )
+        })?),
         _ => {
             return Err(ApiError::BadRequest(
                 "give exactly one of \"set\" (a counted quantity) or \"adjust\" (units to add or remove)"
@@ -187,6 +205,9 @@ async fn request_sync(
     JsonBody(body): JsonBody<SyncRequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require(&caller, Role::Operator)?;
+    if let Some(days) = body.days_back {
+        input::days_back("days_back", days)?;
+    }
     let known = api.marketplace_codes().await?;
     let marketplaces: Vec<&String> = known
         .iter()
@@ -284,6 +305,9 @@ async fn change_marketplace(
             ));
         }
     };
+    let current = marketplaces::get(&api.db, &code)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown marketplace {code:?}")))?;
     let change = marketplaces::MarketplaceChange {
         base_url: body.base_url,
         sync_enabled: body.sync_enabled,
@@ -295,6 +319,7 @@ async fn change_marketplace(
             .map(|cap| cap.map(|cap| (cap.limit, cap.window_seconds))),
         default_buffer_percentage: body.default_buffer_percentage,
     };
+    change.check(&current)?;
     let changed = marketplaces::set(&api.db, &code, &change)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown marketplace {code:?}")))?;
@@ -318,28 +343,56 @@ struct DeadLetterFilter {
     /// 30s, 10m, 2h, 1d.
     older_than: Option<String>,
     newer_than: Option<String>,
+    /// One message (a query parameter or the body).
     message_id: Option<String>,
+    /// Several messages (the body of a replay or purge).
+    #[serde(default)]
+    ids: Vec<String>,
     limit: Option<usize>,
     #[serde(default)]
     dry_run: bool,
 }
 
 impl DeadLetterFilter {
-    fn filter(self) -> Result<dlq::Filter, ApiError> {
+    fn filter(mut self) -> Result<dlq::Filter, ApiError> {
+        self.ids.extend(self.message_id.take());
         let age = |text: Option<String>| {
             text.map(|text| dlq::parse_age(&text).map_err(ApiError::BadRequest))
                 .transpose()
         };
+        if let Some(kind) = &self.kind
+            && !dlq::KINDS.contains(&kind.as_str())
+        {
+            let known = dlq::KINDS.join(", ");
+            return Err(Invalid::new("kind", format!("unknown kind {kind:?}; use {known}")).into());
+        }
         Ok(dlq::Filter {
             queue: self.queue,
             marketplace: self.marketplace,
             kind: self.kind,
             older_than: age(self.older_than)?,
             newer_than: age(self.newer_than)?,
-            message_id: self.message_id,
+            message_ids: self.ids,
             limit: self.limit,
         })
     }
+}
+
+/// An unknown queue would match nothing and answer `[]`: refused instead.
+fn known_queue(filter: dlq::Filter, codes: &[String]) -> Result<dlq::Filter, ApiError> {
+    if let Some(queue) = &filter.queue {
+        let names: Vec<String> = crate::bus::QueueSpec::all(codes.iter().map(String::as_str))
+            .into_iter()
+            .map(|spec| spec.name)
+            .collect();
+        if !names.contains(queue) {
+            let known = names.join(", ");
+            return Err(
+                Invalid::new("queue", format!("unknown queue {queue:?}; use {known}")).into(),
+            );
+        }
+    }
+    Ok(filter)
 }
 
 async fn dead_letters(
@@ -349,7 +402,7 @@ async fn dead_letters(
 ) -> Answer {
     require(&caller, Role::Viewer)?;
     let codes = api.marketplace_codes().await?;
-    answer(dlq::list(&api.bus, &codes, &query.filter()?).await?)
+    answer(dlq::list(&api.bus, &codes, &known_queue(query.filter()?, &codes)?).await?)
 }
 
 async fn replay(
@@ -391,7 +444,7 @@ async fn settle_dead_letters(
     )?;
     let codes = api.marketplace_codes().await?;
     let dry_run = body.dry_run;
-    let filter = body.filter()?;
+    let filter = known_queue(body.filter()?, &codes)?;
     let settled = match settle {
         Settle::Replay => dlq::replay(&api.bus, &codes, &filter, dry_run).await?,
         Settle::Purge => dlq::purge(&api.bus, &codes, &filter, dry_run).await?,

@@ -71,17 +71,28 @@ async fn receive(
         tracing::error!(marketplace = %code, "webhook received but {secret_env} is not set");
         ApiError::Unavailable(format!("set {secret_env} to this webhook's secret"))
     })?;
-    let signature = header(&headers, "x-wc-webhook-signature").unwrap_or_default();
-    if !signed(&body, signature, &secret) {
+    let signature = header(&headers, "x-wc-webhook-signature");
+    if !signature.is_some_and(|signature| signed(&body, signature, &secret)) {
         metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "signature").increment(1);
         tracing::warn!(marketplace = %code, "webhook with a bad signature refused");
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::Unsigned(match signature {
+            None => format!(
+                "X-WC-Webhook-Signature is missing: sign the body with the webhook's secret ({secret_env})"
+            ),
+            Some(_) => format!(
+                "X-WC-Webhook-Signature does not match the body: the webhook's secret in WooCommerce and {secret_env} differ, or the body was changed"
+            ),
+        }));
     }
     let topic = header(&headers, "x-wc-webhook-topic").unwrap_or_default();
     let delivery = header(&headers, "x-wc-webhook-delivery-id").unwrap_or_default();
     if !matches!(topic, "order.created" | "order.updated") {
         tracing::info!(marketplace = %code, topic, delivery, "webhook topic ignored");
         return Ok(Json(json!({ "ignored": topic })));
+    }
+    // A NUL in any string is refused before the parser or the database sees it.
+    if let Ok(document) = serde_json::from_slice::<Value>(&body) {
+        crate::domain::input::json_strings("", &document).map_err(ApiError::Malformed)?;
     }
     let order = parse_webhook_order(&body).map_err(|error| {
         metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "body").increment(1);

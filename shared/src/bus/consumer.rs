@@ -3,7 +3,9 @@
 //! Deliveries are taken in batches (whatever is ready, up to `batch_size`) so
 //! a handler can commit many messages in one transaction. After the handler
 //! returns, each message is settled: handled; a transient failure goes to a
-//! shared delay queue (and then back) with its attempt count; a permanent failure, or a
+//! shared delay queue (and then back) with its attempt count (a batch whose
+//! shared transaction failed is first handled again in smaller parts, so only
+//! the messages that fail alone fail: [`super::isolate`]); a permanent failure, or a
 //! transient one past `max_attempts`, goes to the dead-letter queue with the
 //! reason in its headers. Only then is the batch acknowledged, so a crash at
 //! any point redelivers rather than loses.
@@ -44,6 +46,13 @@ pub enum HandlerError {
     /// it never reaches the dead-letter queue however late that thing is.
     #[error("{0}")]
     Deferred(String),
+    /// The transaction this message shared with others failed for a reason
+    /// that may be any one message's content (a value the database refused).
+    /// The consumer handles the batch again in smaller parts (see
+    /// [`isolate`](super::isolate)); a message that fails alone gets the
+    /// reason as its permanent error. Never settled as such.
+    #[error("{0}")]
+    Batch(String),
 }
 
 impl HandlerError {
@@ -52,6 +61,18 @@ impl HandlerError {
             HandlerError::Transient(_) => "transient",
             HandlerError::Permanent(_) => "permanent",
             HandlerError::Deferred(_) => "deferred",
+            HandlerError::Batch(_) => "batch",
+        }
+    }
+
+    /// The error of a transaction shared by a batch: a lost connection or a
+    /// busy database is every message's transient error (retry them all);
+    /// anything else may be one message's content, so the batch is split.
+    pub fn of_batch(error: sqlx::Error) -> Self {
+        if crate::db::is_transient(&error) {
+            HandlerError::Transient(format!("database: {error}"))
+        } else {
+            HandlerError::Batch(format!("database: {error}"))
         }
     }
 }
@@ -245,7 +266,14 @@ impl<H: Handler> ConsumerLoop<H> {
             })
             .collect();
         for (position, delivery) in batch.iter().enumerate() {
-            match Envelope::decode(&delivery.data) {
+            // Retried and replayed copies come by queue name; their first route is kept.
+            let route = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| headers::get_str(h, headers::ORIGINAL_ROUTING_KEY))
+                .unwrap_or_else(|| delivery.routing_key.to_string());
+            match Envelope::decode_routed(&delivery.data, &route) {
                 Ok(envelope) => {
                     let traceparent = traced[position].1.clone();
                     decoded.push(Incoming {
@@ -260,7 +288,10 @@ impl<H: Handler> ConsumerLoop<H> {
             }
         }
         if !decoded.is_empty() {
-            let results = self.handle_guarded(&decoded).await;
+            let results = super::isolate::isolate(&decoded, |part: Vec<Incoming>| async move {
+                self.handle_guarded(&part).await
+            })
+            .await;
             for (position, result) in positions.into_iter().zip(results) {
                 outcomes[position] = Some(result);
             }

@@ -1,5 +1,7 @@
 //! The versioned message envelope of design §5.
 
+use crate::domain::input::{self, Invalid};
+use crate::domain::messages;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ pub enum EnvelopeError {
     Malformed(#[from] serde_json::Error),
     #[error("unsupported envelope version {0} (this build reads version {ENVELOPE_VERSION})")]
     UnsupportedVersion(u32),
+    #[error("refused envelope: {0}")]
+    Refused(#[from] Invalid),
 }
 
 impl Envelope {
@@ -48,6 +52,17 @@ impl Envelope {
         if envelope.version != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(envelope.version));
         }
+        Ok(envelope)
+    }
+
+    /// Decodes a delivered envelope and checks it as every edge does: its
+    /// `type` known and the one `routing_key` names, no string with a NUL.
+    pub fn decode_routed(bytes: &[u8], routing_key: &str) -> Result<Self, EnvelopeError> {
+        let envelope = Self::decode(bytes)?;
+        input::text("type", &envelope.kind)?;
+        input::text("marketplace", &envelope.marketplace)?;
+        messages::check_route(&envelope.kind, &envelope.marketplace, routing_key)?;
+        input::json_strings("payload", &envelope.payload)?;
         Ok(envelope)
     }
 
@@ -82,5 +97,24 @@ mod tests {
             Envelope::decode(b"{not json"),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn delivered_envelopes_are_checked_against_their_route_and_for_nul() {
+        let order = serde_json::json!({"order_id": "X\u{0}"});
+        let envelope = Envelope::new("order.created", "backmarket", &order);
+        let refused = Envelope::decode_routed(&envelope.to_bytes(), "order.created.backmarket");
+        let Err(EnvelopeError::Refused(invalid)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(invalid.field, "payload.order_id");
+        let exploded = Envelope::new("order.exploded", "backmarket", &serde_json::json!({}));
+        assert!(Envelope::decode_routed(&exploded.to_bytes(), "order.created.backmarket").is_err());
+        let good = Envelope::new(
+            "order.created",
+            "backmarket",
+            &serde_json::json!({"a": "b"}),
+        );
+        assert!(Envelope::decode_routed(&good.to_bytes(), "order.created.backmarket").is_ok());
     }
 }

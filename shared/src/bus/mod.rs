@@ -7,6 +7,7 @@ mod declare;
 pub mod envelope;
 pub mod headers;
 pub mod migrate;
+mod isolate;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;

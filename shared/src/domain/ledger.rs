@@ -143,6 +143,8 @@ pub enum LedgerError {
     QuantityTooLarge(i64),
     #[error("listed stock cannot become negative ({listed} + {delta})")]
     NegativeListed { listed: i32, delta: i32 },
+    #[error("listed stock {listed} + {delta} is beyond the largest count a row holds")]
+    ListedOverflow { listed: i32, delta: i32 },
 }
 
 /// The largest quantity one order item may carry; anything above is bad input.
@@ -288,14 +290,17 @@ pub fn adjust_listed(
     delta: i32,
     change_type: ChangeType,
 ) -> Result<LevelChange, LedgerError> {
-    let listed = levels
-        .listed
-        .checked_add(delta)
-        .filter(|listed| *listed >= 0)
-        .ok_or(LedgerError::NegativeListed {
-            listed: levels.listed,
-            delta,
-        })?;
+    let (listed, delta_) = (levels.listed, delta);
+    let listed = match listed.checked_add(delta) {
+        None => {
+            return Err(LedgerError::ListedOverflow {
+                listed,
+                delta: delta_,
+            });
+        }
+        Some(after) if after < 0 => return Err(LedgerError::NegativeListed { listed, delta }),
+        Some(after) => after,
+    };
     Ok(LevelChange {
         change_type,
         before: levels,

@@ -1,7 +1,9 @@
 //! Pure domain rules: no I/O here, everything is unit-tested without services.
 
 pub mod buffer;
+pub mod input;
 pub mod ledger;
+pub mod messages;
 pub mod status;
 
 pub use buffer::{BufferRule, Rounding};

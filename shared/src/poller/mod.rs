@@ -452,6 +452,8 @@ async fn since(
     now: DateTime<Utc>,
 ) -> sqlx::Result<DateTime<Utc>> {
     if let Some(days) = days_back {
+        // Bounded at every edge; never an overflow here.
+        let days = days.min(crate::domain::input::MAX_DAYS_BACK);
         return Ok(now - Span::days(i64::from(days)));
     }
     let cursor: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -770,6 +772,10 @@ impl SyncCommandHandler {
         let request: SyncRequest = envelope
             .payload()
             .map_err(|e| HandlerError::Permanent(format!("malformed sync request: {e}")))?;
+        if let Some(days) = request.days_back {
+            crate::domain::input::days_back("days_back", days)
+                .map_err(|invalid| HandlerError::Permanent(invalid.to_string()))?;
+        }
         let kind = SyncKind::parse(&request.sync_type).ok_or_else(|| {
             HandlerError::Permanent(format!("unknown sync type {:?}", request.sync_type))
         })?;
