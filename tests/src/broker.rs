@@ -189,9 +189,8 @@ pub async fn consumers_active(queue: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Deletes every queue and exchange of a prefix that is not from the pool
-/// (a test that needs a topology of its own).
-pub async fn remove_prefix(amqp_url: &str, prefix: &str) {
+/// Deletes every queue and exchange of a prefix that is not from the pool.
+async fn remove_prefix(amqp_url: &str, prefix: &str) {
     let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
         .await
         .expect("broker");
@@ -207,4 +206,33 @@ pub async fn remove_prefix(amqp_url: &str, prefix: &str) {
         .await;
     }
     let _ = connection.close(200, "removed".into()).await;
+}
+
+/// A prefix outside the pool, for a test that needs a topology of its own:
+/// its queues and exchanges are removed when it is dropped, even on panic.
+pub struct OwnPrefix {
+    pub prefix: String,
+    amqp_url: String,
+}
+
+impl OwnPrefix {
+    pub fn new(what: &str, amqp_url: &str) -> Self {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        Self {
+            prefix: format!("sft_{what}_{}", &unique[20..]),
+            amqp_url: amqp_url.to_owned(),
+        }
+    }
+}
+
+impl Drop for OwnPrefix {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.amqp_url.clone(), self.prefix.clone());
+        // Its own runtime: Drop cannot await (the same as TestEnv's cleanup).
+        let removed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("cleanup runtime");
+            runtime.block_on(remove_prefix(&url, &prefix));
+        });
+        let _ = removed.join();
+    }
 }
