@@ -189,6 +189,34 @@ pub async fn consumers_active(queue: &str) -> Vec<bool> {
         .collect()
 }
 
+/// The process id of the one active consumer of `queue`, from the name its
+/// connection gives the broker (`<program> pid <n>`).
+pub async fn active_consumer_pid(queue: &str) -> Option<u32> {
+    let consumers = rabbitmqctl(&["list_consumers", "queue_name", "channel_pid", "active"]).await;
+    let channel = consumers
+        .iter()
+        .find(|row| row[0] == queue && row[2] == "true")?
+        .get(1)?
+        .clone();
+    let channels = rabbitmqctl(&["list_channels", "pid", "connection"]).await;
+    let connection = channels
+        .iter()
+        .find(|row| row[0] == channel)?
+        .get(1)?
+        .clone();
+    let connections = rabbitmqctl(&["list_connections", "pid", "client_properties"]).await;
+    let properties = connections
+        .iter()
+        .find(|row| row[0] == connection)?
+        .get(1)?;
+    let (_, after) = properties.split_once(" pid ")?;
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Deletes every queue and exchange of a prefix that is not from the pool.
 async fn remove_prefix(amqp_url: &str, prefix: &str) {
     let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())

@@ -39,7 +39,7 @@ impl Bus {
             max_elapsed: Duration::from_secs(60),
         };
         let properties =
-            || ConnectionProperties::default().with_connection_name("stockfleet".into());
+            || ConnectionProperties::default().with_connection_name(connection_name().into());
         let connection = crate::retry::retry(
             &policy,
             || declare::within(timeout, Connection::connect(url, properties())),
@@ -98,6 +98,16 @@ impl Bus {
             tracing::debug!(%error, "closing the broker connection");
         }
     }
+}
+
+/// `stockfleet-publisher pid 4242`: which process a connection is, in the
+/// broker's connection list (and so which replica holds an active consumer).
+fn connection_name() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "stockfleet".to_owned());
+    format!("{program} pid {}", std::process::id())
 }
 
 /// Declares `queue` passively, for its counts; fails with NOT_FOUND (which
