@@ -190,31 +190,39 @@ pub async fn consumers_active(queue: &str) -> Vec<bool> {
 }
 
 /// The process id of the one active consumer of `queue`, from the name its
-/// connection gives the broker (`<program> pid <n>`).
-pub async fn active_consumer_pid(queue: &str) -> Option<u32> {
-    let consumers = rabbitmqctl(&["list_consumers", "queue_name", "channel_pid", "active"]).await;
-    let channel = consumers
-        .iter()
-        .find(|row| row[0] == queue && row[2] == "true")?
-        .get(1)?
-        .clone();
-    let channels = rabbitmqctl(&["list_channels", "pid", "connection"]).await;
-    let connection = channels
-        .iter()
-        .find(|row| row[0] == channel)?
-        .get(1)?
-        .clone();
-    let connections = rabbitmqctl(&["list_connections", "pid", "client_properties"]).await;
-    let properties = connections
-        .iter()
-        .find(|row| row[0] == connection)?
-        .get(1)?;
-    let (_, after) = properties.split_once(" pid ")?;
-    after
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+/// connection gives the broker (`<program> pid <n>`); waits (30 s at most)
+/// while the broker's tables do not tell yet.
+pub async fn active_consumer_pid(queue: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let consumers =
+            rabbitmqctl(&["list_consumers", "queue_name", "channel_pid", "active"]).await;
+        let channels = rabbitmqctl(&["list_channels", "pid", "connection"]).await;
+        let connections = rabbitmqctl(&["list_connections", "pid", "client_properties"]).await;
+        let pid = || {
+            let active = consumers
+                .iter()
+                .find(|row| row[0] == queue && row.get(2).is_some_and(|a| a == "true"))?;
+            let channel = channels.iter().find(|row| row[0] == active[1])?;
+            let connection = connections
+                .iter()
+                .find(|row| Some(&row[0]) == channel.get(1))?;
+            let (_, after) = connection.get(1)?.split_once(" pid ")?;
+            after
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        if let Some(pid) = pid() {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no active consumer process found for {queue}: {consumers:?} {channels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Deletes every queue and exchange of a prefix that is not from the pool.
