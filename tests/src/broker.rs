@@ -189,9 +189,44 @@ pub async fn consumers_active(queue: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Deletes every queue and exchange of a prefix that is not from the pool
-/// (a test that needs a topology of its own).
-pub async fn remove_prefix(amqp_url: &str, prefix: &str) {
+/// The process id of the one active consumer of `queue`, from the name its
+/// connection gives the broker (`<program> pid <n>`); waits (30 s at most)
+/// while the broker's tables do not tell yet.
+pub async fn active_consumer_pid(queue: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let consumers =
+            rabbitmqctl(&["list_consumers", "queue_name", "channel_pid", "active"]).await;
+        let channels = rabbitmqctl(&["list_channels", "pid", "connection"]).await;
+        let connections = rabbitmqctl(&["list_connections", "pid", "client_properties"]).await;
+        let pid = || {
+            let active = consumers
+                .iter()
+                .find(|row| row[0] == queue && row.get(2).is_some_and(|a| a == "true"))?;
+            let channel = channels.iter().find(|row| row[0] == active[1])?;
+            let connection = connections
+                .iter()
+                .find(|row| Some(&row[0]) == channel.get(1))?;
+            let (_, after) = connection.get(1)?.split_once(" pid ")?;
+            after
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        if let Some(pid) = pid() {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no active consumer process found for {queue}: {consumers:?} {channels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deletes every queue and exchange of a prefix that is not from the pool.
+async fn remove_prefix(amqp_url: &str, prefix: &str) {
     let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default())
         .await
         .expect("broker");
@@ -207,4 +242,33 @@ pub async fn remove_prefix(amqp_url: &str, prefix: &str) {
         .await;
     }
     let _ = connection.close(200, "removed".into()).await;
+}
+
+/// A prefix outside the pool, for a test that needs a topology of its own:
+/// its queues and exchanges are removed when it is dropped, even on panic.
+pub struct OwnPrefix {
+    pub prefix: String,
+    amqp_url: String,
+}
+
+impl OwnPrefix {
+    pub fn new(what: &str, amqp_url: &str) -> Self {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        Self {
+            prefix: format!("sft_{what}_{}", &unique[20..]),
+            amqp_url: amqp_url.to_owned(),
+        }
+    }
+}
+
+impl Drop for OwnPrefix {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.amqp_url.clone(), self.prefix.clone());
+        // Its own runtime: Drop cannot await (the same as TestEnv's cleanup).
+        let removed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("cleanup runtime");
+            runtime.block_on(remove_prefix(&url, &prefix));
+        });
+        let _ = removed.join();
+    }
 }

@@ -7,19 +7,10 @@ use std::time::{Duration, Instant};
 use stockfleet::bus::{Bus, QueueSpec, Topology};
 use stockfleet::config::Settings;
 use stockfleet::worker::Worker;
-use stockfleet_tests::broker::{self, SEEDED};
+use stockfleet_tests::broker::{self, OwnPrefix, SEEDED};
 use stockfleet_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
-
-/// A prefix outside the pool, for a test that needs a topology of its own
-/// (removed with `broker::remove_prefix`).
-fn own_prefix(what: &str) -> String {
-    format!(
-        "sft_{what}_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    )
-}
 
 #[tokio::test]
 async fn a_fleet_with_n_marketplaces_declares_the_documented_number_of_quorum_queues() {
@@ -34,7 +25,8 @@ async fn a_fleet_with_n_marketplaces_declares_the_documented_number_of_quorum_qu
         .await
         .unwrap();
     }
-    let prefix = own_prefix("count");
+    let own = OwnPrefix::new("count", &env.settings.amqp_url);
+    let prefix = own.prefix.clone();
     let mut settings = env.settings.clone();
     settings.bus_prefix = prefix.clone();
     // The production delays: five of them.
@@ -44,7 +36,6 @@ async fn a_fleet_with_n_marketplaces_declares_the_documented_number_of_quorum_qu
         .expect("a worker declares its fleet's topology");
     let queues = broker::queues_of(&prefix).await;
     worker.stop(Ok(())).await.unwrap();
-    broker::remove_prefix(&env.settings.amqp_url, &prefix).await;
 
     let quorum = queues
         .iter()
@@ -93,7 +84,8 @@ async fn publisher_queues_are_declared_single_active_consumer_and_no_other() {
 #[tokio::test]
 async fn a_queue_of_an_older_version_is_refused_then_migrated_with_its_messages() {
     let env = TestEnv::new().await;
-    let prefix = own_prefix("migrate");
+    let own = OwnPrefix::new("migrate", &env.settings.amqp_url);
+    let prefix = own.prefix.clone();
     let mut settings = env.settings.clone();
     settings.bus_prefix = prefix.clone();
     let topology = settings.topology();
@@ -217,7 +209,6 @@ async fn a_queue_of_an_older_version_is_refused_then_migrated_with_its_messages(
         .await
         .expect("the migrated topology declares as is");
     old.close().await;
-    broker::remove_prefix(&settings.amqp_url, &prefix).await;
 }
 
 #[tokio::test]

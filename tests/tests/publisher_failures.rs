@@ -244,6 +244,46 @@ async fn three_publishers_never_exceed_the_rate_limit_together() {
     assert!(rate <= 10.0, "{rate}");
 }
 
+/// Three publisher processes: one receives, the others stand by; when the
+/// active one dies another takes over and the marketplace is served again.
+#[tokio::test]
+async fn a_standby_publisher_takes_over_when_the_active_one_dies() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.orders_polled(BM).await;
+    sim.listing(BM, "TAKEOVER", 0).await;
+    let mut publishers: Vec<_> = (0..3).map(|_| env.spawn("stockfleet-publisher")).collect();
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    let consumers = |count: usize| {
+        let queue = &queue;
+        async move {
+            let active = broker::consumers_active(queue).await;
+            active.len() == count && active.iter().filter(|a| **a).count() == 1
+        }
+    };
+    eventually("six consumers, one active", || consumers(6)).await;
+    let active = broker::active_consumer_pid(&queue).await;
+    let index = publishers
+        .iter()
+        .position(|p| p.id() == Some(active))
+        .expect("the active consumer is one of the publishers");
+    let mut dead = publishers.remove(index);
+    dead.start_kill().unwrap();
+    dead.wait().await.unwrap();
+
+    eventually("four consumers, one active", || consumers(4)).await;
+    let successor = broker::active_consumer_pid(&queue).await;
+    assert_ne!(successor, active);
+    env.set_stock("TAKEOVER", 10).await;
+    eventually("served by the successor", || async {
+        sim.quantity(BM, "TAKEOVER").await == Some(9)
+    })
+    .await;
+    for publisher in publishers {
+        terminate(publisher).await;
+    }
+}
+
 /// Back Market also caps listing updates (about 2,000 an hour), scaled here
 /// to 6 per 4 s with requests otherwise unlimited: the publisher spends that
 /// budget and the marketplace never has to refuse an update.

@@ -76,7 +76,7 @@ impl Link {
 }
 
 async fn connect(url: &str) -> lapin::Result<Connection> {
-    let properties = ConnectionProperties::default().with_connection_name("stockfleet".into());
+    let properties = ConnectionProperties::default().with_connection_name(connection_name().into());
     let connection = Connection::connect(url, properties).await?;
     let mut events = connection.events_listener();
     tokio::spawn(async move {
@@ -88,6 +88,16 @@ async fn connect(url: &str) -> lapin::Result<Connection> {
         }
     });
     Ok(connection)
+}
+
+/// `stockfleet-publisher pid 4242`: which process a connection is, in the
+/// broker's connection list (and so which replica holds an active consumer).
+fn connection_name() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "stockfleet".to_owned());
+    format!("{program} pid {}", std::process::id())
 }
 
 /// `url` with `heartbeat=10` added unless it already asks for a heartbeat.
