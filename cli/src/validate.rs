@@ -47,6 +47,12 @@ fn print_report(report: &Report) {
     for finding in &report.findings {
         println!("REPORT {}: {}", finding.kind, finding.detail);
     }
+    let oversold: Vec<String> = report
+        .oversold_units
+        .iter()
+        .map(|(code, units)| format!("{code} {units}"))
+        .collect();
+    println!("oversold units: {}", oversold.join(", "));
     if report.is_clean() {
         println!("invariants 1-4 hold ({} report(s))", report.findings.len());
     } else {

@@ -269,6 +269,9 @@ pub async fn schedule(pool: PgPool, hour: Duration, shutdown: CancellationToken)
             }
         };
         last_tick = now;
+        if let Err(error) = crate::admin::oversold::record(&pool).await {
+            tracing::warn!(%error, "cannot count oversold units");
+        }
         for (code, slot) in due {
             match run_slot(&pool, &code, false, Trigger::Schedule, Some(slot)).await {
                 Ok(summary) if !summary.skipped => {

@@ -385,3 +385,36 @@ async fn validate_names_a_corrupted_row_and_repair_fixes_it() {
     .unwrap();
     assert_eq!(reconciliations, 1);
 }
+
+#[tokio::test]
+async fn units_locked_beyond_what_was_listed_are_reported_as_oversold() {
+    let env = TestEnv::new().await;
+    env.set_stock("OVER", 2).await;
+    env.set_stock("FINE", 5).await;
+    let locker = env.start(Role::Locker).await;
+    assert_eq!(env.validate().await.oversold_units[MARKETPLACE], 0);
+
+    // The marketplace took 3 units of a row that listed 2, and 1 of 5.
+    env.publish(&[created("OV-1", "OVER", 3), created("OV-2", "FINE", 1)])
+        .await;
+    eventually("both locked", || async {
+        env.levels("OVER").await == (2, 3, 0) && env.levels("FINE").await == (5, 1, 4)
+    })
+    .await;
+    let report = env.validate().await;
+    assert_eq!(report.oversold_units[MARKETPLACE], 1);
+    assert_eq!(report.oversold_units["refurbed"], 0);
+    let oversold: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == "oversold")
+        .map(|f| f.detail.as_str())
+        .collect();
+    assert_eq!(
+        oversold,
+        ["OVER on backmarket: 1 unit(s) oversold (3 locked by orders, 2 listed)"]
+    );
+    let totals = stockfleet::admin::overview::totals(&env.db).await.unwrap();
+    assert_eq!(totals.oversold_units, 1);
+    locker.stop().await;
+}

@@ -472,3 +472,57 @@ async fn each_reread_order_costs_one_request() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_run_cut_by_the_rate_limit_is_partial_keeps_its_cursor_and_the_next_run_catches_up() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    stock_everything(&env).await;
+    for sku in &SKUS[..3] {
+        sim.place("refurbed", sku, 1).await;
+    }
+    sqlx::query(
+        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
+         SELECT id, 'modified', now() - interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let cursor = "SELECT EXTRACT(EPOCH FROM cursor_at)::bigint FROM sync_cursors
+                  WHERE sync_type = 'modified'";
+    let before = env.scalar(cursor).await;
+    let modified = ["sync", "--marketplace", "refurbed", "--type", "modified"];
+
+    // Every answer is a 429 for longer than the in-process retries last.
+    sim.faults("refurbed", serde_json::json!({"rate_limit_storm_secs": 1}))
+        .await;
+    let cut = env.cli(&modified).await;
+    let stdout = String::from_utf8_lossy(&cut.stdout);
+    assert!(
+        cut.status.success(),
+        "a partial run is no failure: {stdout}"
+    );
+    assert!(stdout.contains("partial run"), "{stdout}");
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM sync_runs WHERE status = 'partial'
+             AND error_text LIKE 'cut by the rate limit after 0 pages%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(env.scalar(cursor).await, before, "the cursor stays");
+    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 0);
+
+    sim.clear_faults("refurbed").await;
+    let next = env.cli(&modified).await;
+    assert!(next.status.success(), "{next:?}");
+    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 3);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+    assert!(env.scalar(cursor).await > before, "the cursor moves on");
+}

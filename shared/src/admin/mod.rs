@@ -3,6 +3,7 @@
 
 pub mod dlq;
 pub mod marketplaces;
+pub mod oversold;
 pub mod overview;
 pub mod queues;
 pub mod stock;

@@ -216,6 +216,8 @@ pub struct Totals {
     pub open_orders: i64,
     pub orders_with_unknown_sku: i64,
     pub outbox_backlog: i64,
+    /// Units locked beyond what was listed, over every row (see [`super::oversold`]).
+    pub oversold_units: i64,
 }
 
 pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
@@ -227,7 +229,9 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
             (SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'locked') AS active_locks,
             (SELECT count(*) FROM orders WHERE status IN ('unpaid', 'pending', 'accepted')) AS open_orders,
             (SELECT count(*) FROM orders WHERE has_unknown_sku) AS orders_with_unknown_sku,
-            (SELECT count(*) FROM outbox) AS outbox_backlog",
+            (SELECT count(*) FROM outbox) AS outbox_backlog,
+            (SELECT COALESCE(sum(locked_stock - listed_stock), 0)::bigint FROM marketplace_stock
+             WHERE locked_stock > listed_stock) AS oversold_units",
     )
     .fetch_one(pool)
     .await

@@ -31,6 +31,8 @@ pub struct Finding {
 pub struct Report {
     pub violations: Vec<Violation>,
     pub findings: Vec<Finding>,
+    /// Units sold beyond what was listed, per marketplace (0 included).
+    pub oversold_units: std::collections::BTreeMap<String, i64>,
 }
 
 impl Report {
@@ -122,6 +124,8 @@ pub async fn validate(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Repo
         });
     }
     report.findings = findings(pool, stale_after).await?;
+    report.oversold_units = super::oversold::by_marketplace(pool).await?;
+    super::oversold::record(pool).await?;
     Ok(report)
 }
 
@@ -183,6 +187,14 @@ async fn findings(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Vec<Find
             row.get::<String, _>("sku"),
             row.get::<String, _>("code"),
             row.get::<i32, _>("locked_stock"),
+        ),
+    }));
+    let oversold = super::oversold::rows(pool).await?;
+    findings.extend(oversold.into_iter().map(|row| Finding {
+        kind: "oversold",
+        detail: format!(
+            "{} on {}: {} unit(s) oversold ({} locked by orders, {} listed)",
+            row.sku, row.marketplace, row.units, row.locked, row.listed
         ),
     }));
     Ok(findings)

@@ -133,6 +133,7 @@ async fn dashboard(
             span { "open orders " b { (totals.open_orders) } }
             span { "orders with unknown SKU " b.bad[totals.orders_with_unknown_sku > 0] { (totals.orders_with_unknown_sku) } }
             span { "outbox backlog " b { (totals.outbox_backlog) } }
+            span { "oversold units " b.bad[totals.oversold_units > 0] { (totals.oversold_units) } }
         }
 
         h2 { "Sync status" }
