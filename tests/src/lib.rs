@@ -211,7 +211,7 @@ impl TestEnv {
         command
     }
 
-    /// Messages handled plus failed by the in-process consumers of `queue`.
+    /// Messages handled, failed or deferred by the in-process consumers of `queue`.
     pub fn settled(&self, queue: &str) -> u64 {
         let rendered = stockfleet::telemetry::metrics().render();
         let label = format!("queue=\"{queue}\"");
@@ -219,7 +219,8 @@ impl TestEnv {
             .lines()
             .filter(|line| {
                 (line.starts_with("stockfleet_messages_handled_total")
-                    || line.starts_with("stockfleet_messages_failed_total"))
+                    || line.starts_with("stockfleet_messages_failed_total")
+                    || line.starts_with("stockfleet_messages_deferred_total"))
                     && line.contains(&label)
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
