@@ -216,3 +216,86 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
     let report = env.validate().await;
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// Issue 13: secrets stay off the screen, an unreachable service is named at
+/// once with its cause and a hint, a missing database suggests `migrate`.
+#[tokio::test]
+async fn connection_problems_are_explained_once_without_secrets() {
+    let env = TestEnv::new().await;
+    let help = env
+        .command("stockfleet")
+        .arg("--help")
+        .env("AMQP_URL", "amqp://guest:s3cretpw@127.0.0.1:5672/%2f")
+        .env("DATABASE_URL", "postgres://u:s3cretdb@127.0.0.1:5432/x")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("AMQP_URL") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    let closed = free_port();
+    let started = std::time::Instant::now();
+    let out = env
+        .command("stockfleet")
+        .args(["stock", "show", "X"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://u:s3cretdb@127.0.0.1:{closed}/x"),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{stderr}"
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(
+        stderr.contains("refused") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_eq!(
+        stderr.matches("refused").count(),
+        1,
+        "printed once: {stderr}"
+    );
+
+    let out = env
+        .command("stockfleet")
+        .args(["queues"])
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:s3cretpw@127.0.0.1:{closed}/%2f"),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RabbitMQ") && stderr.contains("AMQP_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let missing = env.settings.database_url.replace("/sft_", "/missing_sft_");
+    let out = env
+        .command("stockfleet")
+        .args(["stock", "show", "X"])
+        .env("DATABASE_URL", missing)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stockfleet migrate"), "{stderr}");
+    assert_eq!(
+        stderr.matches("does not exist").count(),
+        1,
+        "printed once: {stderr}"
+    );
+}
