@@ -238,22 +238,14 @@ async fn connection_problems_are_explained_once_without_secrets() {
 
     let closed = free_port();
     let started = std::time::Instant::now();
-    let out = env
-        .command("stockfleet")
-        .args(["stock", "show", "X"])
-        .env(
-            "DATABASE_URL",
-            format!("postgres://u:s3cretdb@127.0.0.1:{closed}/x"),
-        )
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let database = format!("postgres://u:s3cretdb@127.0.0.1:{closed}/x");
+    let (failed, stderr) =
+        cli_failure(&env, &["stock", "show", "X"], ("DATABASE_URL", &database)).await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(6),
         "{stderr}"
     );
-    assert!(!out.status.success());
+    assert!(failed);
     assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
     assert!(
         stderr.contains("refused") && stderr.contains("DATABASE_URL"),
@@ -266,17 +258,9 @@ async fn connection_problems_are_explained_once_without_secrets() {
         "printed once: {stderr}"
     );
 
-    let out = env
-        .command("stockfleet")
-        .args(["queues"])
-        .env(
-            "AMQP_URL",
-            format!("amqp://guest:s3cretpw@127.0.0.1:{closed}/%2f"),
-        )
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let broker = format!("amqp://guest:s3cretpw@127.0.0.1:{closed}/%2f");
+    let (failed, stderr) = cli_failure(&env, &["queues"], ("AMQP_URL", &broker)).await;
+    assert!(failed);
     assert!(
         stderr.contains("RabbitMQ") && stderr.contains("AMQP_URL"),
         "{stderr}"
@@ -284,18 +268,28 @@ async fn connection_problems_are_explained_once_without_secrets() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
 
     let missing = env.settings.database_url.replace("/sft_", "/missing_sft_");
-    let out = env
-        .command("stockfleet")
-        .args(["stock", "show", "X"])
-        .env("DATABASE_URL", missing)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (failed, stderr) =
+        cli_failure(&env, &["stock", "show", "X"], ("DATABASE_URL", &missing)).await;
+    assert!(failed);
     assert!(stderr.contains("stockfleet migrate"), "{stderr}");
     assert_eq!(
         stderr.matches("does not exist").count(),
         1,
         "printed once: {stderr}"
     );
+}
+
+/// Runs the CLI with one variable changed: whether it failed, and its stderr.
+async fn cli_failure(env: &TestEnv, args: &[&str], (name, value): (&str, &str)) -> (bool, String) {
+    let out = env
+        .command("stockfleet")
+        .args(args)
+        .env(name, value)
+        .output()
+        .await
+        .unwrap();
+    (
+        !out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
