@@ -1,5 +1,6 @@
 //! `stockfleet`: the operator's command line. One module per command family.
 
+mod connect;
 mod dlq;
 mod marketplace;
 mod queues;
@@ -22,6 +23,9 @@ use stockfleet::config::Settings;
 struct Cli {
     #[command(flatten)]
     settings: Settings,
+    /// How long to wait for PostgreSQL or RabbitMQ before giving up (5s, 500ms).
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value = "5s", value_parser = connect::parse_timeout, global = true)]
+    connect_timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    connect::set_timeout(cli.connect_timeout);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -88,14 +93,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The broker with this fleet's topology, and the marketplace codes whose queues exist.
 async fn connect_bus(settings: &Settings) -> anyhow::Result<(stockfleet::bus::Bus, Vec<String>)> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let pool = connect::database(settings, 2).await?;
     let marketplaces = stockfleet::marketplace::directory::codes(&pool).await?;
     pool.close().await;
-    let bus = stockfleet::bus::Bus::connect(
-        &settings.amqp_url,
-        settings.topology(),
-        settings.amqp_timeout(),
-    )
-    .await?;
+    let bus = connect::bus(settings).await?;
     Ok((bus, marketplaces))
 }

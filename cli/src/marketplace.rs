@@ -36,7 +36,7 @@ pub enum Command {
 }
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let pool = crate::connect::database(settings, 2).await?;
     let rows = match command {
         Command::List => marketplaces::list(&pool).await?,
         Command::Set {

@@ -46,7 +46,7 @@ pub struct Why {
 }
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let pool = crate::connect::database(settings, 2).await?;
     let (sku, marketplace, correction, why) = match command {
         Command::Show { sku } => {
             print(&stock::show(&pool, &sku).await?);

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::time::Duration;
-use stockfleet::bus::{Bus, Exchange, Outgoing, Publisher};
+use stockfleet::bus::{Exchange, Outgoing, Publisher};
 use stockfleet::config::Settings;
 use stockfleet::events::SyncRequest;
 use stockfleet::marketplace::directory::{self, MarketplaceRow};
@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 4).await?;
+    let pool = crate::connect::database(settings, 4).await?;
     let marketplaces = select_marketplaces(&directory::load_all(&pool).await?, &args.marketplace)?;
     let kinds = SyncKind::select(&args.sync_type).with_context(|| {
         format!(
@@ -154,12 +154,7 @@ async fn request(
     force: bool,
     days_back: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
-    let bus = Bus::connect(
-        &settings.amqp_url,
-        settings.topology(),
-        settings.amqp_timeout(),
-    )
-    .await?;
+    let bus = crate::connect::bus(settings).await?;
     let publisher = Publisher::new(&bus).await?;
     let mut messages = Vec::new();
     for marketplace in marketplaces {

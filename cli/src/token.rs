@@ -23,7 +23,7 @@ pub enum Command {
 }
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let pool = crate::connect::database(settings, 2).await?;
     match command {
         Command::Create { name, role } => {
             let token = tokens::create(&pool, &name, role).await?;

@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
-    let pool = stockfleet::db::connect_migrated(&settings.database_url, 2).await?;
+    let pool = crate::connect::database(settings, 2).await?;
     let stale_after = Duration::from_secs(args.stale_after_hours * 3600);
     let mut report = validate::validate(&pool, stale_after).await?;
     print_report(&report);

@@ -174,6 +174,7 @@ pub fn metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only when another recorder is installed: then ours stays unused.
         drop(metrics::set_global_recorder(recorder));
+        crate::metrics_catalog::describe();
         handle
     })
 }

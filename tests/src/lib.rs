@@ -221,7 +221,7 @@ impl TestEnv {
         command
     }
 
-    /// Messages handled plus failed by this test's in-process consumers of `queue`.
+    /// Messages handled, failed or deferred by this test's in-process consumers of `queue`.
     pub fn settled(&self, queue: &str) -> u64 {
         let now = settled_counts(queue).get(queue).copied().unwrap_or(0);
         now - self.settled_before.get(queue).copied().unwrap_or(0)
@@ -447,7 +447,7 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topologie
     }
 }
 
-/// Messages handled plus failed per queue (of names starting with `prefix`)
+/// Messages handled, failed or deferred per queue (of names starting with `prefix`)
 /// by the in-process consumers of this process.
 fn settled_counts(prefix: &str) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
@@ -455,6 +455,7 @@ fn settled_counts(prefix: &str) -> HashMap<String, u64> {
     for line in rendered.lines().filter(|line| {
         line.starts_with("stockfleet_messages_handled_total")
             || line.starts_with("stockfleet_messages_failed_total")
+            || line.starts_with("stockfleet_messages_deferred_total")
     }) {
         let Some(queue) = line
             .split_once("queue=\"")

@@ -216,3 +216,80 @@ async fn up_runs_the_fleet_against_the_simulator_and_stops_cleanly() {
     let report = env.validate().await;
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// Issue 13: secrets stay off the screen, an unreachable service is named at
+/// once with its cause and a hint, a missing database suggests `migrate`.
+#[tokio::test]
+async fn connection_problems_are_explained_once_without_secrets() {
+    let env = TestEnv::new().await;
+    let help = env
+        .command("stockfleet")
+        .arg("--help")
+        .env("AMQP_URL", "amqp://guest:s3cretpw@127.0.0.1:5672/%2f")
+        .env("DATABASE_URL", "postgres://u:s3cretdb@127.0.0.1:5432/x")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("AMQP_URL") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    let closed = free_port();
+    let started = std::time::Instant::now();
+    let database = format!("postgres://u:s3cretdb@127.0.0.1:{closed}/x");
+    let (failed, stderr) =
+        cli_failure(&env, &["stock", "show", "X"], ("DATABASE_URL", &database)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{stderr}"
+    );
+    assert!(failed);
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(
+        stderr.contains("refused") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_eq!(
+        stderr.matches("refused").count(),
+        1,
+        "printed once: {stderr}"
+    );
+
+    let broker = format!("amqp://guest:s3cretpw@127.0.0.1:{closed}/%2f");
+    let (failed, stderr) = cli_failure(&env, &["queues"], ("AMQP_URL", &broker)).await;
+    assert!(failed);
+    assert!(
+        stderr.contains("RabbitMQ") && stderr.contains("AMQP_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    let missing = env.settings.database_url.replace("/sft_", "/missing_sft_");
+    let (failed, stderr) =
+        cli_failure(&env, &["stock", "show", "X"], ("DATABASE_URL", &missing)).await;
+    assert!(failed);
+    assert!(stderr.contains("stockfleet migrate"), "{stderr}");
+    assert_eq!(
+        stderr.matches("does not exist").count(),
+        1,
+        "printed once: {stderr}"
+    );
+}
+
+/// Runs the CLI with one variable changed: whether it failed, and its stderr.
+async fn cli_failure(env: &TestEnv, args: &[&str], (name, value): (&str, &str)) -> (bool, String) {
+    let out = env
+        .command("stockfleet")
+        .args(args)
+        .env(name, value)
+        .output()
+        .await
+        .unwrap();
+    (
+        !out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -139,4 +139,15 @@ mod tests {
         assert!(decoded_text("query", "sku=%ff").is_err());
         assert!(decoded_text("query", "sku=%").is_ok());
     }
+
+    proptest::proptest! {
+        /// Any path or query decodes without a panic; a NUL is always refused.
+        #[test]
+        fn any_uri_part_is_checked_without_panic(part in "[%0-9a-fA-F/?=&x\\u{0}-\\u{ff}]{0,40}") {
+            let result = decoded_text("path", &part);
+            if part.contains("%00") {
+                proptest::prop_assert!(result.is_err());
+            }
+        }
+    }
 }

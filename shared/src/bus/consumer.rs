@@ -305,6 +305,11 @@ impl<H: Handler> ConsumerLoop<H> {
             });
             match outcome {
                 Ok(()) => metrics::counter!("stockfleet_messages_handled_total", "queue" => queue.to_owned()).increment(1),
+                // Waiting on purpose is not failing: counted apart, so failure alerts stay quiet.
+                Err(error @ HandlerError::Deferred(_)) => {
+                    metrics::counter!("stockfleet_messages_deferred_total", "queue" => queue.to_owned()).increment(1);
+                    failures.push(self.failed(delivery, &error));
+                }
                 Err(error) => {
                     metrics::counter!("stockfleet_messages_failed_total", "queue" => queue.to_owned(), "kind" => error.kind()).increment(1);
                     failures.push(self.failed(delivery, &error));

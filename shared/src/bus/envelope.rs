@@ -117,4 +117,28 @@ mod tests {
         );
         assert!(Envelope::decode_routed(&good.to_bytes(), "order.created.backmarket").is_ok());
     }
+
+    proptest::proptest! {
+        /// The decoder and its edge checks never panic, whatever arrives.
+        #[test]
+        fn decoding_never_panics(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            key in ".{0,40}",
+        ) {
+            let _ = Envelope::decode_routed(&body, &key);
+        }
+
+        #[test]
+        fn any_payload_is_checked_without_panic(
+            payload in crate::marketplace::wire_tests::arbitrary_json(),
+            kind in "(order\\.created|stock\\.changed|sync\\.request|.{0,12})",
+            key in "(order\\.created\\.bm|sync\\.bm\\.new|marketplace\\.bm\\..{0,8}|.{0,20})",
+        ) {
+            let envelope = Envelope::new(&kind, "bm", &payload);
+            let decoded = Envelope::decode_routed(&envelope.to_bytes(), &key);
+            if let Ok(decoded) = decoded {
+                proptest::prop_assert!(!decoded.to_bytes().windows(6).any(|w| w == b"\\u0000"));
+            }
+        }
+    }
 }

@@ -14,6 +14,8 @@ mod gate;
 mod http;
 mod refurbed;
 mod wire;
+#[cfg(test)]
+pub(crate) use wire::tests as wire_tests;
 mod woocommerce;
 
 use crate::domain::OrderStatus;

@@ -495,6 +495,7 @@ mod tests {
         #[test]
         fn parsing_never_panics(body in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_orders(&body);
+            let _ = parse_webhook_order(&body);
             let _ = decode::<Vec<Product>>(&body);
         }
 

@@ -1,0 +1,113 @@
+//! Every metric family the fleet exports, with its `# HELP` text, in one
+//! place: `promtool check metrics` refuses families without one, and an
+//! operator reads what a number means here rather than in the code.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Registers the descriptions with the installed recorder.
+pub fn describe() {
+    describe_counter!(
+        "stockfleet_messages_handled_total",
+        "Messages a worker handled successfully, by queue."
+    );
+    describe_counter!(
+        "stockfleet_messages_failed_total",
+        "Messages whose handling failed, by queue and kind (transient: retried later; permanent: dead-lettered)."
+    );
+    describe_counter!(
+        "stockfleet_messages_deferred_total",
+        "Messages held back on purpose (e.g. a stock increase waiting for a fresh orders poll), by queue; not failures."
+    );
+    describe_histogram!(
+        "stockfleet_handler_seconds",
+        Unit::Seconds,
+        "Time to handle and settle one batch of messages, by queue."
+    );
+    describe_counter!(
+        "stockfleet_outbox_relayed_total",
+        "Outbox rows published to the broker by the relay."
+    );
+    describe_gauge!(
+        "stockfleet_outbox_backlog",
+        "Outbox rows waiting to be published."
+    );
+    describe_gauge!(
+        "stockfleet_outbox_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest outbox row waiting to be published."
+    );
+    describe_counter!(
+        "stockfleet_http_requests_total",
+        "API requests answered, by route template, method and status."
+    );
+    describe_histogram!(
+        "stockfleet_http_request_seconds",
+        Unit::Seconds,
+        "Time to answer an API request, by route template."
+    );
+    describe_counter!(
+        "stockfleet_webhooks_received_total",
+        "WooCommerce webhooks stored, by marketplace and topic."
+    );
+    describe_counter!(
+        "stockfleet_webhooks_rejected_total",
+        "WooCommerce webhooks refused, by marketplace and reason (signature, body)."
+    );
+    describe_counter!(
+        "stockfleet_marketplace_calls_total",
+        "Calls to a marketplace's API by the publisher, by marketplace, call and outcome."
+    );
+    describe_counter!(
+        "stockfleet_push_skipped_total",
+        "Stock pushes not sent, by marketplace and reason (unknown_stock, unchanged)."
+    );
+    describe_counter!(
+        "stockfleet_rate_limited_total",
+        "Marketplace requests that had to wait for the rate limit, by marketplace."
+    );
+    describe_histogram!(
+        "stockfleet_rate_limit_wait_seconds",
+        Unit::Seconds,
+        "Time a marketplace request waited for the rate limit, by marketplace."
+    );
+    describe_counter!(
+        "stockfleet_reconciliation_rows_total",
+        "Stock rows looked at by the reconciliation, by marketplace and outcome."
+    );
+    describe_counter!(
+        "stockfleet_sync_runs_total",
+        "Order and stock sync runs, by marketplace, type and outcome."
+    );
+}
+
+/// Every family named in [`describe`], for tests that check the exports.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_in_the_code_is_described() {
+        let catalog = include_str!("metrics_catalog.rs");
+        let mut missing = Vec::new();
+        for file in [
+            include_str!("bus/consumer.rs"),
+            include_str!("bus/outbox.rs"),
+            include_str!("api/mod.rs"),
+            include_str!("api/webhook.rs"),
+            include_str!("publisher.rs"),
+            include_str!("marketplace/gate.rs"),
+            include_str!("reconcile.rs"),
+            include_str!("poller/mod.rs"),
+        ] {
+            // The name right after `counter!(`, `gauge!(` or `histogram!(`.
+            for (at, _) in file.match_indices("!(\"") {
+                let name = file[at + 3..].split('"').next().unwrap_or_default();
+                if name.starts_with("stockfleet_") && !catalog.contains(&format!("\"{name}\"")) {
+                    missing.push(name.to_owned());
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "describe these in metrics_catalog.rs: {missing:?}"
+        );
+    }
+}
