@@ -18,6 +18,7 @@ pub mod events;
 pub mod health;
 pub mod ledger;
 pub mod marketplace;
+mod order_commands;
 pub mod poller;
 pub mod publisher;
 pub mod reconcile;

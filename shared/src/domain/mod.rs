@@ -2,6 +2,7 @@
 
 pub mod buffer;
 pub mod ledger;
+pub mod order_commands;
 pub mod status;
 
 pub use buffer::{BufferRule, Rounding};
