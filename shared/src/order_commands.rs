@@ -120,3 +120,97 @@ impl OrderCommand<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marketplace::MarketplaceOrderItem;
+
+    fn order(items: &[(&str, OrderStatus, &str)]) -> MarketplaceOrder {
+        MarketplaceOrder {
+            external_id: "9".into(),
+            status: None,
+            raw_status: String::new(),
+            created_at: None,
+            modified_at: None,
+            delivery_note_url: None,
+            label_url: None,
+            items: items
+                .iter()
+                .map(|(id, status, raw)| MarketplaceOrderItem {
+                    external_id: (*id).into(),
+                    sku: "A".into(),
+                    quantity: 1,
+                    status: Some(*status),
+                    raw_status: (*raw).into(),
+                    needs_acceptance: false,
+                })
+                .collect(),
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    fn command(items: Vec<&str>, requested: OrderStatus) -> OrderCommand<'_> {
+        OrderCommand {
+            kind: "accept_orderline",
+            order_id: "9",
+            items,
+            requested,
+        }
+    }
+
+    #[test]
+    fn a_named_item_decides_and_the_others_are_ignored() {
+        let order = order(&[
+            ("1", OrderStatus::Shipped, "3"),
+            ("2", OrderStatus::Cancelled, "4"),
+        ]);
+        let done = command(vec!["1"], OrderStatus::Accepted).read(&order);
+        assert_eq!(done.outcome, Outcome::AlreadyDone);
+        assert!(done.moot.is_empty());
+        let moot = command(vec!["2"], OrderStatus::Accepted).read(&order);
+        assert_eq!(moot.outcome, Outcome::Moot);
+        assert_eq!(moot.moot[0].item_id, "2");
+        assert_eq!(moot.moot[0].raw_status, "4");
+        assert_eq!(moot.found, "item 2 is 4");
+    }
+
+    #[test]
+    fn an_item_missing_from_the_order_keeps_the_refusal() {
+        let order = order(&[("1", OrderStatus::Accepted, "2")]);
+        let reading = command(vec!["1", "7"], OrderStatus::Accepted).read(&order);
+        assert_eq!(reading.outcome, Outcome::Refused);
+    }
+
+    #[test]
+    fn a_whole_order_command_reads_every_item() {
+        let order = order(&[
+            ("1", OrderStatus::Shipped, "3"),
+            ("2", OrderStatus::Cancelled, "4"),
+        ]);
+        let reading = command(vec![], OrderStatus::Shipped).read(&order);
+        assert_eq!(reading.outcome, Outcome::Moot);
+        assert_eq!(reading.found, "item 1 is 3, item 2 is 4");
+        let pending = self::order(&[("1", OrderStatus::Pending, "1")]);
+        let refused = command(vec![], OrderStatus::Shipped).read(&pending);
+        assert_eq!(refused.outcome, Outcome::Refused);
+    }
+
+    #[test]
+    fn only_a_400_is_read_as_a_refused_transition() {
+        let refused = MarketplaceError::Permanent {
+            status: Some(400),
+            message: "item 2409 cannot go from 2 to 2".into(),
+        };
+        assert!(is_refused_transition(&refused));
+        let missing = MarketplaceError::Permanent {
+            status: Some(404),
+            message: "order item not found".into(),
+        };
+        assert!(!is_refused_transition(&missing));
+        let down = MarketplaceError::Transient {
+            message: "503".into(),
+        };
+        assert!(!is_refused_transition(&down));
+    }
+}

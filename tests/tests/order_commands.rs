@@ -223,6 +223,39 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
             ),
         ]
     );
+    // The order's detail (as the API serves it) lists them.
+    sqlx::query(
+        "INSERT INTO orders (marketplace_id, external_id, status, raw_status, raw)
+         SELECT id, $1, 'cancelled', 'CANCELLED', '{}' FROM marketplaces WHERE code = $2",
+    )
+    .bind(&rf_cancelled.0)
+    .bind(RF)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let detail = stockfleet::admin::overview::order(&env.db, RF, &rf_cancelled.0)
+        .await
+        .unwrap()
+        .expect("the order");
+    let moot: Vec<(&str, &str, &str)> = detail
+        .moot_commands
+        .iter()
+        .map(|c| {
+            (
+                c.item_id.as_str(),
+                c.command.as_str(),
+                c.requested_status.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moot,
+        vec![
+            (rf_cancelled.1.as_str(), ACCEPT_ORDERLINE, "accepted"),
+            (rf_cancelled.1.as_str(), UPDATE_ORDER_STATUS, "shipped"),
+        ]
+    );
+    assert!(detail.moot_commands[0].reason.contains("CANCELLED"));
     // Nothing moved on the marketplaces.
     assert_eq!(item_state(&sim, BM, &bm_shipped.0).await, "3");
     assert_eq!(item_state(&sim, BM, &bm_cancelled.0).await, "4");
