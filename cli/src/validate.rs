@@ -7,7 +7,8 @@ use stockfleet::config::Settings;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Recompute drifted counters, writing a `reconciliation` history row per correction.
+    /// Recompute drifted counters and bridge broken history chains, writing a
+    /// `reconciliation` history row per correction (history is never rewritten).
     #[arg(long)]
     repair: bool,
     /// Report locks older than this many hours whose order has not changed.

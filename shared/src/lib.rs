@@ -19,6 +19,7 @@ pub mod health;
 pub mod ledger;
 pub mod marketplace;
 pub mod metrics_catalog;
+mod order_commands;
 pub mod poller;
 pub mod publisher;
 pub mod reconcile;

@@ -42,7 +42,9 @@
 use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::bus::{self, Envelope, Handler, HandlerError, Incoming, QueueSpec};
+use crate::domain::OrderStatus;
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
+use crate::domain::order_commands::Outcome;
 use crate::events::{
     self, ACCEPT_ORDERLINE, AcceptOrderline, STOCK_CHANGED, SYNC_REQUEST, StockChanged,
     SyncRequest, UPDATE_ORDER_STATUS, UpdateOrderStatus,
@@ -53,6 +55,7 @@ use crate::marketplace::{
     Budget, Marketplace, MarketplaceConfig, MarketplaceError, OrderItemRef, OrderStatusUpdate,
     RateGate, Tracking, budget,
 };
+use crate::order_commands::{OrderCommand, is_refused_transition};
 use crate::retry;
 use sqlx::{PgPool, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -301,7 +304,6 @@ pub struct PublisherHandler {
 struct RowState {
     variation_id: i64,
     sku: String,
-    levels: StockLevels,
     known: bool,
     target: u32,
     last_api_quantity: Option<i32>,
@@ -318,8 +320,21 @@ struct Group {
 #[derive(Default)]
 struct Effects {
     synced: Vec<(i64, i32)>,
-    history: HistoryColumns,
+    notes: Vec<SyncNote>,
     request_poll: bool,
+}
+
+/// A history row recording what the marketplace was shown (`api_sync`,
+/// `reconciliation`): the stock levels do not move, and the row records them
+/// as of the commit, read under the row lock, not as they were before the
+/// HTTP call (other transactions may have changed them meanwhile).
+struct SyncNote {
+    /// (stock id, variation id, marketplace id)
+    key: (i64, i64, i32),
+    change_type: ChangeType,
+    quantity: i32,
+    note: String,
+    reference: String,
 }
 
 impl PublisherHandler {
@@ -374,8 +389,8 @@ impl PublisherHandler {
 
     async fn load_rows(&self, ids: &[i64]) -> sqlx::Result<HashMap<i64, RowState>> {
         let rows = sqlx::query(concat!(
-            "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku, s.listed_stock,
-                    s.locked_stock, s.available_stock, s.stock_known, s.last_api_quantity, ",
+            "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku,
+                    s.available_stock, s.stock_known, s.last_api_quantity, ",
             buffer_rule_columns!(),
             " FROM marketplace_stock s
              JOIN variations v ON v.id = s.variation_id
@@ -393,7 +408,6 @@ impl PublisherHandler {
                 let state = RowState {
                     variation_id: row.get("variation_id"),
                     sku: row.get("sku"),
-                    levels: StockLevels::new(row.get("listed_stock"), row.get("locked_stock")),
                     known: row.get("stock_known"),
                     target: buffer_rule(&row).buffered(row.get("available_stock")),
                     last_api_quantity: row.get("last_api_quantity"),
@@ -450,18 +464,13 @@ impl PublisherHandler {
                     row.last_api_quantity
                         .map_or("nothing".to_owned(), |q| q.to_string())
                 );
-                effects.history.add(
+                effects.notes.push(SyncNote {
                     key,
-                    &unchanged(
-                        row.levels,
-                        ChangeType::Reconciliation,
-                        reported - row.last_api_quantity.unwrap_or(0),
-                        note,
-                    ),
-                    (None, None),
-                    Some(reference.to_owned()),
-                    "publisher",
-                );
+                    change_type: ChangeType::Reconciliation,
+                    quantity: reported - row.last_api_quantity.unwrap_or(0),
+                    note,
+                    reference: reference.to_owned(),
+                });
             }
             Some(reported)
         } else {
@@ -498,18 +507,13 @@ impl PublisherHandler {
             .map_err(handler_error)?;
         effects.synced.push((stock_id, target));
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
-        effects.history.add(
+        effects.notes.push(SyncNote {
             key,
-            &unchanged(
-                row.levels,
-                ChangeType::ApiSync,
-                target - shown.unwrap_or(0),
-                format!("pushed {target} to {code} (was {before})"),
-            ),
-            (None, None),
-            Some(reference.to_owned()),
-            "publisher",
-        );
+            change_type: ChangeType::ApiSync,
+            quantity: target - shown.unwrap_or(0),
+            note: format!("pushed {target} to {code} (was {before})"),
+            reference: reference.to_owned(),
+        });
         Ok(())
     }
 
@@ -521,13 +525,21 @@ impl PublisherHandler {
             ACCEPT_ORDERLINE => {
                 let accept: AcceptOrderline = envelope.payload().map_err(malformed)?;
                 let item = OrderItemRef {
-                    external_id: accept.item_id,
+                    external_id: accept.item_id.clone(),
                     sku: accept.sku,
                 };
-                self.call("accept_orderline", || {
-                    self.adapter.accept_orderline(&accept.order_id, &item)
-                })
-                .await
+                let written = self
+                    .call(ACCEPT_ORDERLINE, || {
+                        self.adapter.accept_orderline(&accept.order_id, &item)
+                    })
+                    .await;
+                let command = OrderCommand {
+                    kind: ACCEPT_ORDERLINE,
+                    order_id: &accept.order_id,
+                    items: vec![&accept.item_id],
+                    requested: OrderStatus::Accepted,
+                };
+                self.settle(envelope, &command, written).await
             }
             UPDATE_ORDER_STATUS => {
                 let command: UpdateOrderStatus = envelope.payload().map_err(malformed)?;
@@ -547,23 +559,83 @@ impl PublisherHandler {
                         carrier: t.carrier,
                     }),
                 };
-                self.call("update_order_status", || {
-                    self.adapter.update_order_status(&command.order_id, &update)
-                })
-                .await
+                let written = self
+                    .call(UPDATE_ORDER_STATUS, || {
+                        self.adapter.update_order_status(&command.order_id, &update)
+                    })
+                    .await;
+                let command = OrderCommand {
+                    kind: UPDATE_ORDER_STATUS,
+                    order_id: &command.order_id,
+                    items: update
+                        .items
+                        .iter()
+                        .map(|item| item.external_id.as_str())
+                        .collect(),
+                    requested: command.status,
+                };
+                self.settle(envelope, &command, written).await
             }
-            other => {
-                return Err(HandlerError::Permanent(format!(
-                    "the publisher does not handle {other:?} messages"
-                )));
-            }
+            other => Err(HandlerError::Permanent(format!(
+                "the publisher does not handle {other:?} messages"
+            ))),
         }
-        .map_err(handler_error)
     }
 
-    /// Writes pushes, history and a poll request in one transaction.
+    /// The outcome of an order command's write: a refused transition is read
+    /// against the order's current state (one more request, only then) and
+    /// is a success when the item already got there or ended another way.
+    async fn settle(
+        &self,
+        envelope: &Envelope,
+        command: &OrderCommand<'_>,
+        written: Result<(), MarketplaceError>,
+    ) -> Result<(), HandlerError> {
+        let code = self.marketplace.code.as_str();
+        let counted = |outcome: &'static str| {
+            metrics::counter!("stockfleet_order_commands_total", "marketplace" => code.to_owned(), "command" => command.kind.to_owned(), "outcome" => outcome)
+                .increment(1);
+        };
+        let refusal = match written {
+            Ok(()) => {
+                counted("applied");
+                return Ok(());
+            }
+            Err(error) if is_refused_transition(&error) => error,
+            Err(error) => return Err(handler_error(error)),
+        };
+        let order = self
+            .call("get_order", || self.adapter.get_order(command.order_id))
+            .await
+            .map_err(handler_error)?;
+        let reading = command.read(&order);
+        counted(reading.outcome.as_str());
+        let (kind, order_id, requested) = (command.kind, command.order_id, command.requested);
+        let found = reading.found.as_str();
+        match reading.outcome {
+            Outcome::AlreadyDone => {
+                tracing::info!(marketplace = code, command = kind, order_id, %requested, found, "order command refused but already carried out; done");
+                Ok(())
+            }
+            Outcome::Moot => {
+                tracing::warn!(marketplace = code, command = kind, order_id, %requested, found, "order command refused: the order ended another way; recorded in moot_order_commands");
+                command
+                    .record_moot(&self.pool, self.marketplace.id, envelope.id, &reading)
+                    .await?;
+                Ok(())
+            }
+            Outcome::Refused => Err(HandlerError::Permanent(format!("{refusal} ({found})"))),
+        }
+    }
+
+    /// Writes pushes, history and a poll request in one transaction. The
+    /// rows are locked first (in id order, as the ledger locks them), so the
+    /// history records their levels as this transaction sees them.
     async fn commit(&self, effects: Effects) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
+        let mut touched: Vec<i64> = effects.synced.iter().map(|(id, _)| *id).collect();
+        touched.extend(effects.notes.iter().map(|note| note.key.0));
+        let current = lock_levels(&mut tx, touched).await?;
         if !effects.synced.is_empty() {
             let (ids, quantities): (Vec<i64>, Vec<i32>) = effects.synced.into_iter().unzip();
             sqlx::query(
@@ -575,7 +647,21 @@ impl PublisherHandler {
             .execute(&mut *tx)
             .await?;
         }
-        effects.history.insert(&mut tx).await?;
+        let mut history = HistoryColumns::default();
+        for note in effects.notes {
+            // A row deleted meanwhile has no levels left to record.
+            let Some(levels) = current.get(&note.key.0) else {
+                continue;
+            };
+            history.add(
+                note.key,
+                &unchanged(*levels, note.change_type, note.quantity, note.note),
+                (None, None),
+                Some(note.reference),
+                "publisher",
+            );
+        }
+        history.insert(&mut tx).await?;
         if effects.request_poll && self.poll_request_due() {
             let code = &self.marketplace.code;
             let request = SyncRequest {
@@ -708,6 +794,32 @@ impl Handler for PublisherHandler {
         }
         results
     }
+}
+
+/// Locks stock rows in id order and reads their levels.
+async fn lock_levels(
+    conn: &mut sqlx::PgConnection,
+    mut ids: Vec<i64>,
+) -> sqlx::Result<HashMap<i64, StockLevels>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(
+        "SELECT id, listed_stock, locked_stock FROM marketplace_stock
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let levels = StockLevels::new(row.get("listed_stock"), row.get("locked_stock"));
+            (row.get("id"), levels)
+        })
+        .collect())
 }
 
 /// A row's levels unchanged, with a note: api_sync and reconciliation rows

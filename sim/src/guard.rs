@@ -57,6 +57,7 @@ async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
     let admission = guard.sim.lock().admit(mp, listing_path, quantity_write);
     let Admission::Pass {
         latency,
+        answer_delay,
         hang,
         server_error,
         malformed,
@@ -91,6 +92,9 @@ async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
         return rejection;
     }
     let mut response = next.run(request).await;
+    if !answer_delay.is_zero() {
+        tokio::time::sleep(answer_delay).await;
+    }
     if let Some((limit, remaining, reset)) = rate_headers {
         let headers = response.headers_mut();
         headers.insert("x-ratelimit-limit", HeaderValue::from(limit));

@@ -264,6 +264,9 @@ pub struct Push {
 pub struct Faults {
     /// Added before every answer.
     pub latency_ms: u64,
+    /// The request is carried out, then its answer held back this long: a
+    /// client that dies meanwhile never learns that its write was applied.
+    pub answer_delay_ms: u64,
     /// Share of requests answered 500, 0..1.
     pub error_rate: f64,
     /// Every request answered 429 with this Retry-After (seconds).
@@ -338,6 +341,7 @@ pub enum Admission {
     },
     Pass {
         latency: Duration,
+        answer_delay: Duration,
         hang: Option<Duration>,
         server_error: bool,
         malformed: bool,
@@ -429,6 +433,7 @@ impl Inner {
         }
         Admission::Pass {
             latency: Duration::from_millis(faults.latency_ms),
+            answer_delay: Duration::from_millis(faults.answer_delay_ms),
             hang: faults.timeout_ms.map(Duration::from_millis),
             server_error: roll < faults.error_rate,
             malformed: faults.malformed,

@@ -189,6 +189,27 @@ async fn latency_is_added_but_calls_succeed() {
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
 
+/// A write carried out whose answer never reaches the client (it gave up).
+#[tokio::test]
+async fn a_held_back_answer_still_applies_the_write() {
+    let env = setup().await;
+    env.control
+        .faults("refurbed", json!({"answer_delay_ms": 5000}))
+        .await;
+    let impatient = env.adapter_with(
+        "refurbed",
+        &env.sim.credentials().for_marketplace("refurbed").unwrap(),
+        Duration::from_millis(300),
+    );
+    let error = impatient
+        .set_listing_quantity("PROBE", 9)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "transient", "{error}");
+    env.control.faults("refurbed", json!({})).await;
+    assert_eq!(probe(&*env.adapter("refurbed")).await, Ok(9));
+}
+
 #[tokio::test]
 async fn malformed_bodies_are_permanent() {
     let env = setup().await;

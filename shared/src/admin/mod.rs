@@ -2,6 +2,7 @@
 //! repairs, manual stock corrections.
 
 pub mod dlq;
+pub mod history_chain;
 pub mod marketplaces;
 pub mod oversold;
 pub mod overview;

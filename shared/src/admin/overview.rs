@@ -261,7 +261,21 @@ pub struct OrderDetail {
     pub label_url: Option<String>,
     #[sqlx(skip)]
     pub items: Vec<OrderItemView>,
+    /// Commands the marketplace refused because the order had ended another way.
+    #[sqlx(skip)]
+    pub moot_commands: Vec<MootCommandView>,
     pub raw: serde_json::Value,
+}
+
+/// An order command that became a no-op (see `moot_order_commands`).
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct MootCommandView {
+    pub item_id: String,
+    pub command: String,
+    pub requested_status: String,
+    pub found_status: String,
+    pub reason: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub async fn order(
@@ -289,6 +303,16 @@ pub async fn order(
          LEFT JOIN marketplace_stock_locks l ON l.marketplace_id = o.marketplace_id
               AND l.order_external_id = o.external_id AND l.order_item_external_id = i.external_id
          WHERE m.code = $1 AND o.external_id = $2 ORDER BY i.id",
+    )
+    .bind(marketplace)
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    detail.moot_commands = sqlx::query_as(
+        "SELECT c.item_external_id AS item_id, c.command, c.requested_status, c.found_status,
+                c.reason, c.created_at
+         FROM moot_order_commands c JOIN marketplaces m ON m.id = c.marketplace_id
+         WHERE m.code = $1 AND c.order_external_id = $2 ORDER BY c.id",
     )
     .bind(marketplace)
     .bind(order_id)

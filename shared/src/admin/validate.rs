@@ -1,8 +1,10 @@
 //! `stockfleet validate`: the invariants of design §7 (1–4) over every stock
 //! row, plus reports (stale locks, orders with unknown SKUs, rows of unknown
 //! stock); `--repair` recomputes drifted counters with a `reconciliation`
-//! history row per correction.
+//! history row per correction, then bridges broken history chains
+//! ([`history_chain`]).
 
+use super::history_chain;
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
@@ -48,7 +50,7 @@ pub const INVARIANTS: [&str; 4] = [
     "locked_stock equals the sum of the row's locked locks",
     "listed_stock >= 0, locked_stock >= 0, available_stock = max(listed - locked, 0)",
     "one lock row per order item, terminal lock states never change",
-    "replaying the row's history deltas reproduces listed and locked stock",
+    "the row's history is a chain (each before = the previous after, the last after = the row) and replaying its deltas reproduces listed and locked stock",
 ];
 
 pub async fn validate(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Report> {
@@ -79,6 +81,13 @@ pub async fn validate(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Repo
                 ),
             });
         }
+    }
+    for found in history_chain::breaks(pool).await? {
+        report.violations.push(Violation {
+            invariant: 4,
+            stock_id: Some(found.stock_id),
+            detail: found.detail(),
+        });
     }
     let bad_levels = sqlx::query(
         "SELECT id, listed_stock, locked_stock, available_stock FROM marketplace_stock
@@ -254,8 +263,19 @@ async fn drift(pool: &PgPool) -> sqlx::Result<Vec<Drift>> {
 /// Recomputes drifted rows: locked from the locks (the per-item truth),
 /// listed from the history (every legitimate change is recorded there). The
 /// `reconciliation` row goes from what history said to the corrected levels,
-/// so replaying history reproduces the row again. Returns the rows corrected.
+/// so replaying history reproduces the row again. Then broken history chains
+/// get their bridge. Returns the rows corrected or bridged.
 pub async fn repair(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
+    let mut repaired = recompute(pool, actor).await?;
+    for bridged in history_chain::bridge(pool, actor).await? {
+        if !repaired.contains(&bridged) {
+            repaired.push(bridged);
+        }
+    }
+    Ok(repaired)
+}
+
+async fn recompute(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
     let mut repaired = Vec::new();
     for candidate in drift(pool).await? {
         let mut tx = pool.begin().await?;

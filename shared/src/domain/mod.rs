@@ -4,6 +4,7 @@ pub mod buffer;
 pub mod input;
 pub mod ledger;
 pub mod messages;
+pub mod order_commands;
 pub mod status;
 
 pub use buffer::{BufferRule, Rounding};
