@@ -63,12 +63,12 @@ pub fn describe() {
     );
     describe_counter!(
         "stockfleet_rate_limited_total",
-        "Marketplace requests that had to wait for the rate limit, by marketplace."
+        "429 answers from a marketplace (its endpoint class is blocked fleet-wide for the Retry-After), by marketplace."
     );
     describe_histogram!(
         "stockfleet_rate_limit_wait_seconds",
         Unit::Seconds,
-        "Time a marketplace request waited for the rate limit, by marketplace."
+        "Time a marketplace request waited for its permit, by marketplace and what paces it (orders, listings, quantity_updates)."
     );
     describe_counter!(
         "stockfleet_reconciliation_rows_total",
@@ -78,28 +78,75 @@ pub fn describe() {
         "stockfleet_sync_runs_total",
         "Order and stock sync runs, by marketplace, type and outcome."
     );
+    describe_counter!(
+        "stockfleet_marketplace_requests_total",
+        "Permits taken from the fleet's request budget, by marketplace, endpoint class (orders, listings) and caller (poller, publisher, cli)."
+    );
+    describe_gauge!(
+        "stockfleet_oversold_units",
+        "Units locked beyond what was listed (rows where locked > listed), by marketplace."
+    );
+    describe_counter!(
+        "stockfleet_order_commands_total",
+        "Order commands settled, by marketplace, command and outcome (applied, already_done, moot, refused)."
+    );
+    describe_counter!(
+        "stockfleet_task_failures_total",
+        "Background tasks that failed and stopped their process, by task."
+    );
+    describe_counter!(
+        "stockfleet_broker_connection_lost_total",
+        "Times the RabbitMQ connection was lost (consumers stop and reconnect)."
+    );
+    describe_counter!(
+        "stockfleet_broker_reconnects_total",
+        "Times the RabbitMQ connection was re-established after a loss."
+    );
+    describe_counter!(
+        "stockfleet_consumer_restarts_total",
+        "Consumer loops started again after their channel or connection was lost, by queue."
+    );
+    describe_counter!(
+        "stockfleet_outbox_relay_reconnects_total",
+        "Times the outbox relay rebuilt its database listener or broker publisher after an error."
+    );
 }
 
 /// Every family named in [`describe`], for tests that check the exports.
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn sources(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("source directory") {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(std::fs::read_to_string(&path).expect("source file"));
+            }
+        }
+    }
+
     #[test]
     fn every_metric_in_the_code_is_described() {
         let catalog = include_str!("metrics_catalog.rs");
+        let mut files = Vec::new();
+        sources(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
         let mut missing = Vec::new();
-        for file in [
-            include_str!("bus/consumer.rs"),
-            include_str!("bus/outbox.rs"),
-            include_str!("api/mod.rs"),
-            include_str!("api/webhook.rs"),
-            include_str!("publisher.rs"),
-            include_str!("marketplace/gate.rs"),
-            include_str!("reconcile.rs"),
-            include_str!("poller/mod.rs"),
-        ] {
-            // The name right after `counter!(`, `gauge!(` or `histogram!(`.
-            for (at, _) in file.match_indices("!(\"") {
-                let name = file[at + 3..].split('"').next().unwrap_or_default();
+        for file in &files {
+            // The name right after `counter!(`, `gauge!(` or `histogram!(`,
+            // on the same line or the next.
+            for (at, _) in file.match_indices("!(") {
+                let rest = file[at + 2..].trim_start();
+                let Some(quoted) = rest.strip_prefix('"') else {
+                    continue;
+                };
+                let name = quoted.split('"').next().unwrap_or_default();
                 if name.starts_with("stockfleet_") && !catalog.contains(&format!("\"{name}\"")) {
                     missing.push(name.to_owned());
                 }

@@ -178,9 +178,10 @@ impl Budget {
         let granted: i32 = row.get("granted");
         let window = Duration::from_secs(row.get::<i32, _>("window_seconds").max(1) as u64);
         let blocked = row.get::<f64, _>("blocked_seconds");
-        // Time until the bucket holds one permit above this priority's reserve.
-        let missing =
-            priority.reserve() * row.get::<f64, _>("capacity") + 1.0 - row.get::<f64, _>("tokens");
+        // Time until the bucket holds one permit above this priority's reserve
+        // (whole permits, as lease_request_permits counts it).
+        let reserved = (priority.reserve() * row.get::<f64, _>("capacity")).floor();
+        let missing = reserved + 1.0 - row.get::<f64, _>("tokens");
         let refill = row
             .get::<f64, _>("refill_per_second")
             .max(f64::MIN_POSITIVE);
