@@ -77,3 +77,50 @@ async fn two_pollers_and_three_publishers_stay_within_every_limit_when_one_of_ea
     }
     drop((pollers, publishers));
 }
+
+/// A bucket of one permit (10 requests per second: capacity 10 % of it)
+/// keeps no reserve: a low-priority caller (a stock increase) is granted its
+/// permit once the bucket has refilled, rather than waiting for ever, and a
+/// larger bucket still keeps half of itself for high-priority callers.
+#[tokio::test]
+async fn low_priority_callers_are_served_by_the_smallest_bucket_and_leave_half_of_larger_ones() {
+    let env = TestEnv::new().await;
+    let lease = |requests: i32, reserve: f64| {
+        let db = env.db.clone();
+        async move {
+            sqlx::query(
+                "UPDATE request_budgets SET requests = $1, window_seconds = 1, tokens = 0.1 * $1,
+                        refilled_at = clock_timestamp()
+                 WHERE class = 'listings'
+                   AND marketplace_id = (SELECT id FROM marketplaces WHERE code = 'woocommerce')",
+            )
+            .bind(requests)
+            .execute(&db)
+            .await
+            .unwrap();
+            sqlx::query_scalar::<_, i32>(
+                "SELECT granted FROM lease_request_permits(
+                     (SELECT id FROM marketplaces WHERE code = 'woocommerce'), 'listings', 100, $1)",
+            )
+            .bind(reserve)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        lease(10, 0.5).await,
+        1,
+        "a one-permit bucket serves low priority"
+    );
+    assert_eq!(
+        lease(100, 0.5).await,
+        5,
+        "half of a ten-permit bucket stays"
+    );
+    assert_eq!(
+        lease(100, 0.0).await,
+        10,
+        "high priority takes the whole bucket"
+    );
+}
