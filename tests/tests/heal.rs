@@ -84,7 +84,11 @@ where
 }
 
 async fn consuming(env: &TestEnv, per_queue: u32) -> bool {
-    for spec in [QueueSpec::locker(), QueueSpec::reducer()] {
+    for spec in [
+        QueueSpec::locker(),
+        QueueSpec::reducer(),
+        QueueSpec::poller(),
+    ] {
         if env.consumers(&env.queue(&spec)).await < per_queue {
             return false;
         }
@@ -131,9 +135,16 @@ async fn settled_exactly_once(env: &TestEnv, sku: &str) {
     assert!(report.is_clean(), "{report:?}");
 }
 
-/// Locker, reducer and api with their broker and database at these URLs, ready.
+/// Locker, reducer, api and poller with their broker and database at these
+/// URLs, ready (the publisher has its own test below, with the simulator).
 async fn ready_fleet(env: &TestEnv, amqp_url: &str, database_url: &str) -> Vec<Process> {
-    let fleet: Vec<Process> = ["stockfleet-locker", "stockfleet-reducer", "stockfleet-api"]
+    let binaries = [
+        "stockfleet-locker",
+        "stockfleet-reducer",
+        "stockfleet-api",
+        "stockfleet-poller",
+    ];
+    let fleet: Vec<Process> = binaries
         .into_iter()
         .map(|binary| start(env, binary, amqp_url, database_url))
         .collect();
@@ -367,4 +378,29 @@ async fn a_publisher_that_loses_the_broker_starts_no_marketplace_call_for_its_ba
         .dead_letter_queue(&QueueSpec::publisher(MARKETPLACE));
     assert_eq!(env.depth(&dlq).await, 0);
     terminate(publisher.child).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_stops_answering_is_noticed_by_its_heartbeat() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    // A short heartbeat keeps the test short; the default is 10 s.
+    let amqp = format!("{}?heartbeat=2", proxy.url(&env.settings.amqp_url));
+    let locker = start(&env, "stockfleet-locker", &amqp, &env.settings.database_url);
+    let fleet = std::slice::from_ref(&locker);
+    eventually("ready", || all_ready(fleet)).await;
+    proxy.hold();
+    // Two missed heartbeats (4 s) close the silent connection.
+    let noticed = within("the silent broker noticed", RECOVERY, || none_ready(fleet)).await;
+    println!("a silent broker noticed in {noticed:?}");
+    proxy.cut();
+    proxy.restore();
+    within("ready again", RECOVERY, || all_ready(fleet)).await;
+    env.set_stock("HEARD", 2).await;
+    env.publish(&[created("H1", "HEARD", 1)]).await;
+    eventually("the order is locked", || async {
+        env.levels("HEARD").await.1 == 1
+    })
+    .await;
+    terminate(locker.child).await;
 }
