@@ -39,6 +39,14 @@ fn child_pid(parent: u32, binary: &str) -> Option<u32> {
         })
 }
 
+fn signal(signal: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 fn up(env: &TestEnv, api_addr: &str) -> tokio::process::Child {
     env.command("stockfleet")
         .args(["up", "--sim-addr", &format!("127.0.0.1:{}", free_port())])
@@ -61,13 +69,7 @@ async fn up_restarts_a_killed_worker_and_stops_in_dependency_order_within_3_s() 
     let up_pid = up.id().unwrap();
     let locker_queue = env.queue(&QueueSpec::locker());
     let killed = child_pid(up_pid, "stockfleet-locker").expect("a locker child");
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-KILL", &killed.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-KILL", killed);
     eventually("the restart is said", || async {
         said(&err, "locker exited unexpectedly") && said(&err, "locker restarted")
     })
@@ -83,13 +85,7 @@ async fn up_restarts_a_killed_worker_and_stops_in_dependency_order_within_3_s() 
     );
 
     let asked = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &up_pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-TERM", up_pid);
     let exit = tokio::time::timeout(Duration::from_secs(10), up.wait())
         .await
         .expect("up exits")
