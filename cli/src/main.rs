@@ -5,6 +5,7 @@ mod dlq;
 mod marketplace;
 mod queues;
 mod stock;
+mod supervisor;
 mod sync;
 mod token;
 mod up;

@@ -1,8 +1,9 @@
 //! `stockfleet up`: the whole fleet on this machine, against the local
 //! PostgreSQL and RabbitMQ, with the marketplace simulator (and its order
 //! generator) as every marketplace. Migrates first; seeds a small demo catalog
-//! when the database has none; forwards SIGINT/SIGTERM to every process and
-//! exits when they have exited (or when any of them stops by itself).
+//! when the database has none; says "fleet running" once every worker is
+//! ready; restarts a worker that exits (see [`crate::supervisor`]); on
+//! SIGINT/SIGTERM stops them in dependency order within 3 s.
 
 use anyhow::Context;
 use serde_json::json;
@@ -12,10 +13,22 @@ use std::time::Duration;
 use stockfleet::admin::stock::{self, Correction};
 use stockfleet::admin::tokens::{self, Role, TokenError};
 use stockfleet::config::Settings;
-use tokio::process::{Child, Command};
 
-/// The workers, in the order of their health ports.
-const WORKERS: [&str; 5] = ["poller", "locker", "reducer", "publisher", "api"];
+use crate::supervisor::{Fleet, Spec};
+
+/// The workers, in the order of their health ports, each with its stop
+/// stage: what brings work in (api, poller) stops first, then the ledger
+/// (locker, reducer), then the publisher, and the simulator it talks to last.
+const WORKERS: [(&str, u8); 5] = [
+    ("poller", 0),
+    ("locker", 1),
+    ("reducer", 1),
+    ("publisher", 2),
+    ("api", 0),
+];
+const SIM_STAGE: u8 = 3;
+/// The whole fleet stops within this after SIGTERM or SIGINT.
+const STOP_WITHIN: Duration = Duration::from_millis(2800);
 /// Where the seeded marketplaces point (migrations/0002_default_marketplaces.sql).
 const SEEDED_SIM_ADDR: &str = "127.0.0.1:8900";
 /// The name of the dashboard token `up` creates (replacing its previous one).
@@ -43,116 +56,161 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     demo_skus: u32,
     /// Health port of the poller; the locker, reducer, publisher and api take
-    /// the next four. 0: ports the system picks (each worker logs its own).
+    /// the next four. 0: free ports `up` picks (it prints them).
     #[arg(long, default_value_t = 9101)]
     health_port_base: u16,
     /// Where the API and dashboard listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     api_addr: String,
+    /// Seconds every worker has to become ready (its /readyz answering 200)
+    /// before `up` gives up, naming the one that is not.
+    #[arg(long, default_value_t = 60)]
+    ready_timeout_seconds: u64,
+}
+
+impl Args {
+    fn control(&self) -> String {
+        format!("http://{}/control", self.sim_addr)
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.ready_timeout_seconds)
+    }
+
+    /// The workers' health ports: from the base, or free ones when it is 0.
+    fn health_ports(&self) -> Vec<u16> {
+        match self.health_port_base {
+            0 => (0..WORKERS.len()).map(|_| free_port()).collect(),
+            base => (0..WORKERS.len() as u16).map(|n| base + n).collect(),
+        }
+    }
+}
+
+/// A port free a moment ago (the worker binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_or(0, |addr| addr.port())
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
+    let stopping = stockfleet::shutdown::on_signals();
     let pool = stockfleet::db::migrate(&settings.database_url).await?;
     let webhook_secret = std::env::var("WEBHOOK_SECRET_WOOCOMMERCE")
         .unwrap_or_else(|_| DEMO_WEBHOOK_SECRET.to_owned());
     let dir = sibling_dir()?;
-    let mut children = Vec::new();
-    let sim = spawn(
-        Command::new(dir.join("stockfleet-sim"))
-            .args(["--addr", &args.sim_addr])
-            .args(["--orders-per-second", &args.orders_per_second.to_string()]),
-        "stockfleet-sim",
-    )?;
-    children.push(("sim", sim));
-    let control = format!("http://{}/control", args.sim_addr);
-    let moved = follow_simulator(&pool, &args.sim_addr).await?;
+    let mut fleet = Fleet::default();
+    fleet.start(Spec {
+        name: "sim",
+        binary: dir.join("stockfleet-sim"),
+        args: vec![
+            "--addr".into(),
+            args.sim_addr.clone(),
+            "--orders-per-second".into(),
+            args.orders_per_second.to_string(),
+        ],
+        env: Vec::new(),
+        readyz: None,
+        // Its listings live in memory: a new simulator would not match the seeded catalog.
+        restart: false,
+        stop_stage: SIM_STAGE,
+    })?;
+    let ports = args.health_ports();
+    let started = start_workers(&mut fleet, settings, &args, &ports, &pool, &webhook_secret).await;
+    let running = match started {
+        Ok(()) => fleet.wait_ready(args.ready_timeout(), &stopping).await,
+        Err(error) => Err(error),
+    };
+    let token = match running {
+        Ok(true) => connect_api(&pool, &args.control(), &args.api_addr, &webhook_secret).await,
+        Ok(false) => Err(anyhow::anyhow!("stopped before the fleet was ready")),
+        Err(error) => Err(error),
+    };
+    pool.close().await;
+    let token = match token {
+        Ok(token) => token,
+        Err(error) => {
+            fleet.stop(STOP_WITHIN).await;
+            return Err(error);
+        }
+    };
+    println!(
+        "fleet running: dashboard and API at http://{}/ (sign in with {token}), health on 127.0.0.1 ports {} (/healthz, /readyz, /metrics), simulator control API at {}; Ctrl-C stops it",
+        args.api_addr,
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.control()
+    );
+    let supervised = fleet.supervise(&stopping).await;
+    if let Err(error) = &supervised {
+        eprintln!("{error:#}");
+    }
+    let clean = fleet.stop(STOP_WITHIN).await;
+    Ok(match supervised {
+        Ok(()) if clean => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Seeds the simulator, then starts every worker.
+async fn start_workers(
+    fleet: &mut Fleet,
+    settings: &Settings,
+    args: &Args,
+    ports: &[u16],
+    pool: &sqlx::PgPool,
+    webhook_secret: &str,
+) -> anyhow::Result<()> {
+    let moved = follow_simulator(pool, &args.sim_addr).await?;
     if moved > 0 {
         println!(
             "{moved} marketplace(s) pointed at the simulator on {}",
             args.sim_addr
         );
     }
-    let listed = match seed(&pool, &control, args.demo_skus).await {
-        Ok(listed) => listed,
-        Err(error) => {
-            stop_all(&mut children).await;
-            return Err(error);
-        }
-    };
+    let listed = seed(pool, &args.control(), args.demo_skus).await?;
     println!("simulator on {} with {listed} listings", args.sim_addr);
-    for (offset, name) in (0u16..).zip(WORKERS) {
-        let port = match args.health_port_base {
-            0 => 0,
-            base => base + offset,
-        };
-        let binary = format!("stockfleet-{name}");
-        let mut command = Command::new(dir.join(&binary));
-        command
-            .env("DATABASE_URL", &settings.database_url)
-            .env("AMQP_URL", &settings.amqp_url)
-            .env("BUS_PREFIX", &settings.bus_prefix)
-            .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
-            .env("API_ADDR", &args.api_addr)
-            .env("WEBHOOK_SECRET_WOOCOMMERCE", &webhook_secret);
+    let dir = sibling_dir()?;
+    for ((name, stop_stage), port) in WORKERS.into_iter().zip(ports) {
+        let mut env: Vec<(String, String)> = [
+            ("DATABASE_URL", settings.database_url.as_str()),
+            ("AMQP_URL", &settings.amqp_url),
+            ("BUS_PREFIX", &settings.bus_prefix),
+            ("API_ADDR", &args.api_addr),
+            ("WEBHOOK_SECRET_WOOCOMMERCE", webhook_secret),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.push(("HEALTH_ADDR".into(), format!("127.0.0.1:{port}")));
         for (variable, value) in CREDENTIALS {
             if std::env::var_os(variable).is_none() {
-                command.env(variable, value);
+                env.push((variable.into(), value.into()));
             }
         }
         if std::env::var_os("LOG_FORMAT").is_none() {
-            command.env("LOG_FORMAT", "text");
+            env.push(("LOG_FORMAT".into(), "text".into()));
         }
-        match spawn(&mut command, &binary) {
-            Ok(child) => children.push((name, child)),
-            Err(error) => {
-                stop_all(&mut children).await;
-                return Err(error);
-            }
-        }
+        fleet.start(Spec {
+            name,
+            binary: dir.join(format!("stockfleet-{name}")),
+            args: Vec::new(),
+            env,
+            readyz: Some(format!("http://127.0.0.1:{port}/readyz")),
+            restart: true,
+            stop_stage,
+        })?;
     }
-    let health = match args.health_port_base {
-        0 => "on ports each worker logs".to_owned(),
-        base => format!("on 127.0.0.1:{base}-{}", base + 4),
-    };
-    let token = match connect_api(&pool, &control, &args.api_addr, &webhook_secret).await {
-        Ok(token) => token,
-        Err(error) => {
-            stop_all(&mut children).await;
-            return Err(error);
-        }
-    };
-    pool.close().await;
-    println!(
-        "fleet running: dashboard and API at http://{}/ (sign in with {token}), health {health} (/healthz, /readyz, /metrics), simulator control API at {control}; Ctrl-C stops it",
-        args.api_addr
-    );
-
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let first_exit = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = terminate.recv() => None,
-        exited = any_exit(&mut children) => Some(exited),
-    };
-    if let Some((name, status)) = &first_exit {
-        eprintln!("{name} exited ({status}); stopping the fleet");
-    }
-    let clean = stop_all(&mut children).await;
-    Ok(match first_exit {
-        None if clean => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
-    })
+    Ok(())
 }
 
 /// The directory of this executable, where cargo puts the sibling binaries.
 fn sibling_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
-}
-
-fn spawn(command: &mut Command, name: &str) -> anyhow::Result<Child> {
-    command.kill_on_drop(true).spawn().with_context(|| {
-        format!("cannot start {name}; build every binary first (`cargo build --workspace --bins`)")
-    })
 }
 
 /// Points the marketplaces that still use the seeded simulator address at
@@ -250,45 +308,4 @@ async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Res
             .error_for_status()?;
     }
     Ok(skus.len() * marketplaces.len())
-}
-
-/// The first child to exit, with its status.
-async fn any_exit(children: &mut [(&'static str, Child)]) -> (&'static str, String) {
-    let waits = children.iter_mut().map(|(name, child)| {
-        Box::pin(async move {
-            let status = child.wait().await;
-            (
-                *name,
-                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-            )
-        })
-    });
-    futures::future::select_all(waits).await.0
-}
-
-/// Asks every child to stop (SIGTERM), then waits for each; true when all exited 0.
-async fn stop_all(children: &mut [(&'static str, Child)]) -> bool {
-    for (_, child) in children.iter() {
-        if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-    }
-    let mut clean = true;
-    for (name, child) in children.iter_mut() {
-        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => {
-                eprintln!("{name} exited with {status}");
-                clean = false;
-            }
-            _ => {
-                eprintln!("{name} did not stop within 30 s; killing it");
-                let _ = child.kill().await;
-                clean = false;
-            }
-        }
-    }
-    clean
 }

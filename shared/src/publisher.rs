@@ -259,7 +259,7 @@ impl Consumers {
     }
 
     /// A consumer task ended: an error of a consumer still wanted stops the
-    /// worker (the broker connection is gone; the process restarts).
+    /// worker (its loop panicked: lost channels are re-opened in the loop).
     fn ended(
         &mut self,
         ended: Result<(String, u64, anyhow::Result<()>), tokio::task::JoinError>,

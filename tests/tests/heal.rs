@@ -84,7 +84,11 @@ where
 }
 
 async fn consuming(env: &TestEnv, per_queue: u32) -> bool {
-    for spec in [QueueSpec::locker(), QueueSpec::reducer()] {
+    for spec in [
+        QueueSpec::locker(),
+        QueueSpec::reducer(),
+        QueueSpec::poller(),
+    ] {
         if env.consumers(&env.queue(&spec)).await < per_queue {
             return false;
         }
@@ -131,21 +135,34 @@ async fn settled_exactly_once(env: &TestEnv, sku: &str) {
     assert!(report.is_clean(), "{report:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_broker_lost_under_load_every_process_is_back_within_10_s_of_its_return() {
-    let env = std::sync::Arc::new(TestEnv::new().await);
-    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let amqp = proxy.url(&env.settings.amqp_url);
-    let db = env.settings.database_url.clone();
-    env.set_stock("BROKER", 1000).await;
-    let fleet: Vec<Process> = ["stockfleet-locker", "stockfleet-reducer", "stockfleet-api"]
+/// Locker, reducer, api and poller with their broker and database at these
+/// URLs, ready (the publisher has its own test below, with the simulator).
+async fn ready_fleet(env: &TestEnv, amqp_url: &str, database_url: &str) -> Vec<Process> {
+    let binaries = [
+        "stockfleet-locker",
+        "stockfleet-reducer",
+        "stockfleet-api",
+        "stockfleet-poller",
+    ];
+    let fleet: Vec<Process> = binaries
         .into_iter()
-        .map(|binary| start(&env, binary, &amqp, &db))
+        .map(|binary| start(env, binary, amqp_url, database_url))
         .collect();
     eventually("the fleet is ready", || all_ready(&fleet)).await;
-    eventually("lockers and reducers consume", || consuming(&env, 2)).await;
+    fleet
+}
 
-    let load = load(&env, "BROKER");
+/// Puts 300 orders of `sku` through the fleet and cuts `proxy` once locking
+/// is under way; returns once every process reports the loss (how long that
+/// took) and the load is published, with the service still away.
+async fn cut_under_load(
+    env: &std::sync::Arc<TestEnv>,
+    proxy: &Proxy,
+    fleet: &[Process],
+    sku: &'static str,
+) -> Duration {
+    env.set_stock(sku, 1000).await;
+    let load = load(env, sku);
     eventually("locking is under way", || async {
         env.scalar("SELECT count(*) FROM marketplace_stock_locks")
             .await
@@ -154,22 +171,42 @@ async fn the_broker_lost_under_load_every_process_is_back_within_10_s_of_its_ret
     .await;
     proxy.cut();
     let noticed = within(
-        "every process reports the broker lost",
+        "every process reports the loss",
         Duration::from_secs(5),
-        || none_ready(&fleet),
+        || none_ready(fleet),
     )
     .await;
-    let (_, body) = readiness(&fleet[2].readyz).await.unwrap();
-    assert!(
-        body.contains("broker: not connected") && body.contains("outbox relay: reconnecting"),
-        "the api names what is down: {body}"
-    );
+    load.await.unwrap();
+    noticed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_lost_under_load_every_process_is_back_within_10_s_of_its_return() {
+    let env = std::sync::Arc::new(TestEnv::new().await);
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let fleet = ready_fleet(
+        &env,
+        &proxy.url(&env.settings.amqp_url),
+        &env.settings.database_url,
+    )
+    .await;
+    eventually("lockers and reducers consume", || consuming(&env, 2)).await;
+
+    let noticed = cut_under_load(&env, &proxy, &fleet, "BROKER").await;
+    within(
+        "the api names what is down, its relay included",
+        Duration::from_secs(5),
+        || async {
+            let (_, body) = readiness(&fleet[2].readyz).await.unwrap_or_default();
+            body.contains("broker: not connected") && body.contains("outbox relay: reconnecting")
+        },
+    )
+    .await;
     assert_eq!(
         env.consumers(&env.queue(&QueueSpec::locker())).await,
         0,
         "consumers stopped with the broker"
     );
-    load.await.unwrap();
 
     proxy.restore();
     let back = within("every process ready again", RECOVERY, || all_ready(&fleet)).await;
@@ -189,35 +226,23 @@ async fn the_broker_lost_under_load_every_process_is_back_within_10_s_of_its_ret
 async fn the_database_lost_under_load_every_process_is_back_within_10_s_of_its_return() {
     let env = std::sync::Arc::new(TestEnv::new().await);
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let db = proxy.url(&env.settings.database_url);
-    let amqp = env.settings.amqp_url.clone();
-    env.set_stock("DATABASE", 1000).await;
-    let fleet: Vec<Process> = ["stockfleet-locker", "stockfleet-reducer", "stockfleet-api"]
-        .into_iter()
-        .map(|binary| start(&env, binary, &amqp, &db))
-        .collect();
-    eventually("the fleet is ready", || all_ready(&fleet)).await;
-
-    let load = load(&env, "DATABASE");
-    eventually("locking is under way", || async {
-        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
-            .await
-            >= 20
-    })
-    .await;
-    proxy.cut();
-    within(
-        "every process reports the database lost",
-        Duration::from_secs(5),
-        || none_ready(&fleet),
+    let fleet = ready_fleet(
+        &env,
+        &env.settings.amqp_url,
+        &proxy.url(&env.settings.database_url),
     )
     .await;
-    let (_, body) = readiness(&fleet[0].readyz).await.unwrap();
-    assert!(
-        body.contains("database:"),
-        "the locker names what is down: {body}"
-    );
-    load.await.unwrap();
+
+    cut_under_load(&env, &proxy, &fleet, "DATABASE").await;
+    within(
+        "the locker names what is down, its relay included",
+        Duration::from_secs(5),
+        || async {
+            let (_, body) = readiness(&fleet[0].readyz).await.unwrap_or_default();
+            body.contains("database:") && body.contains("outbox relay: reconnecting")
+        },
+    )
+    .await;
 
     proxy.restore();
     let back = within("every process ready again", RECOVERY, || all_ready(&fleet)).await;
@@ -284,5 +309,98 @@ async fn the_relay_whose_connections_are_terminated_is_back_within_10_s() {
     })
     .await;
     assert!(all_ready(std::slice::from_ref(&locker)).await);
+    terminate(locker.child).await;
+}
+
+/// Requests the simulated Back Market has received.
+async fn requests(sim: &Sim) -> usize {
+    let requests = sim.get("/requests?marketplace=backmarket").await;
+    requests.as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_that_loses_the_broker_starts_no_marketplace_call_for_its_batch() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    // Slow answers keep a batch of 40 pushes (two requests each) under way
+    // for seconds; no rate limit slows it further.
+    sim.faults(MARKETPLACE, serde_json::json!({"latency_ms": 100}))
+        .await;
+    env.set_rate_limit(MARKETPLACE, 1000, 1).await;
+    for n in 0..40 {
+        let sku = format!("P-{n:02}");
+        sim.listing(MARKETPLACE, &sku, 0).await;
+        env.set_stock(&sku, 10).await;
+    }
+    env.orders_polled(MARKETPLACE).await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let publisher = start(
+        &env,
+        "stockfleet-publisher",
+        &proxy.url(&env.settings.amqp_url),
+        &env.settings.database_url,
+    );
+    eventually("the batch is under way", || async {
+        requests(&sim).await >= 6
+    })
+    .await;
+    proxy.cut();
+    let at_cut = requests(&sim).await;
+    within(
+        "the publisher reports the loss",
+        Duration::from_secs(5),
+        || none_ready(std::slice::from_ref(&publisher)),
+    )
+    .await;
+    // Nothing must happen now, so there is no condition to await: watch the
+    // marketplace for 2 s (up to 20 more requests if the batch went on).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = requests(&sim).await;
+    println!("requests: {at_cut} at the cut, {after} 2 s later");
+    assert!(
+        after <= at_cut + 2,
+        "{} requests started for deliveries that could no longer be acknowledged",
+        after - at_cut
+    );
+
+    proxy.restore();
+    within("the publisher ready again", RECOVERY, || {
+        all_ready(std::slice::from_ref(&publisher))
+    })
+    .await;
+    eventually("every row pushed after all", || async {
+        env.in_sync(&sim, MARKETPLACE).await
+    })
+    .await;
+    let dlq = env
+        .bus
+        .topology
+        .dead_letter_queue(&QueueSpec::publisher(MARKETPLACE));
+    assert_eq!(env.depth(&dlq).await, 0);
+    terminate(publisher.child).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_stops_answering_is_noticed_by_its_heartbeat() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    // A short heartbeat keeps the test short; the default is 10 s.
+    let amqp = format!("{}?heartbeat=2", proxy.url(&env.settings.amqp_url));
+    let locker = start(&env, "stockfleet-locker", &amqp, &env.settings.database_url);
+    let fleet = std::slice::from_ref(&locker);
+    eventually("ready", || all_ready(fleet)).await;
+    proxy.hold();
+    // Two missed heartbeats (4 s) close the silent connection.
+    let noticed = within("the silent broker noticed", RECOVERY, || none_ready(fleet)).await;
+    println!("a silent broker noticed in {noticed:?}");
+    proxy.cut();
+    proxy.restore();
+    within("ready again", RECOVERY, || all_ready(fleet)).await;
+    env.set_stock("HEARD", 2).await;
+    env.publish(&[created("H1", "HEARD", 1)]).await;
+    eventually("the order is locked", || async {
+        env.levels("HEARD").await.1 == 1
+    })
+    .await;
     terminate(locker.child).await;
 }
