@@ -194,6 +194,10 @@ async fn start_workers(
         if std::env::var_os("LOG_FORMAT").is_none() {
             env.push(("LOG_FORMAT".into(), "text".into()));
         }
+        if std::env::var_os("SHUTDOWN_GRACE_MS").is_none() {
+            // The whole fleet stops within STOP_WITHIN: a batch gets 1 s of it.
+            env.push(("SHUTDOWN_GRACE_MS".into(), "1000".into()));
+        }
         fleet.start(Spec {
             name,
             binary: dir.join(format!("stockfleet-{name}")),

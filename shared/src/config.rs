@@ -62,6 +62,11 @@ pub struct ConsumerSettings {
         default_value = "1000,5000,30000,120000,600000"
     )]
     pub retry_delays_ms: Vec<u64>,
+    /// On SIGTERM, how long a batch under way may take to finish; past it
+    /// the batch is abandoned unacknowledged (redelivered, handlers are
+    /// idempotent) so the process stops within its grace period.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl Settings {

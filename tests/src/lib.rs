@@ -75,6 +75,7 @@ impl TestEnv {
                 consumers: 1,
                 max_attempts: 3,
                 retry_delays_ms: vec![100, 200],
+                shutdown_grace_ms: 10_000,
             },
         };
         stockfleet::db::migrate(&database_url)

@@ -132,6 +132,12 @@ pub async fn run<H: Handler>(
     result
 }
 
+/// Resolves `grace_ms` after `shutdown` is cancelled.
+async fn grace_over(shutdown: &CancellationToken, grace_ms: u64) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(std::time::Duration::from_millis(grace_ms)).await;
+}
+
 struct ConsumerLoop<H> {
     bus: Arc<Bus>,
     spec: QueueSpec,
@@ -219,6 +225,11 @@ impl<H: Handler> ConsumerLoop<H> {
                 settled = self.settle(&publisher, &queue, batch) => settled?,
                 _ = super::connection::closed(&channel) => {
                     anyhow::bail!("the channel closed during a batch on {queue}; its deliveries will be redelivered");
+                }
+                _ = grace_over(shutdown, self.settings.shutdown_grace_ms) => {
+                    tracing::warn!(queue, grace_ms = self.settings.shutdown_grace_ms,
+                        "shutting down: the batch under way is abandoned; its deliveries will be redelivered");
+                    break;
                 }
             }
         }
