@@ -35,9 +35,7 @@ pub const MAX_TEXT_LEN: usize = 4096;
 /// A text field: no NUL (PostgreSQL refuses it in `text`), bounded length.
 /// Rust strings are valid UTF-8 already; the decoders refuse invalid bytes.
 pub fn text(field: &str, value: &str) -> Result<(), Invalid> {
-    if value.contains('\0') {
-        return Err(Invalid::new(field, "contains a NUL byte (\\u0000)"));
-    }
+    no_nul(field, value)?;
     if value.len() > MAX_TEXT_LEN {
         return Err(Invalid::new(
             field,
@@ -47,23 +45,45 @@ pub fn text(field: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+fn no_nul(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.contains('\0') {
+        return Err(Invalid::new(field, "contains a NUL byte (\\u0000)"));
+    }
+    Ok(())
+}
+
 /// Every string (and key) of a JSON document, by [`text`]; the field named
 /// is its path (`payload.items[0].sku`).
 pub fn json_strings(path: &str, value: &Value) -> Result<(), Invalid> {
+    each_string(path, value, &text)
+}
+
+/// No NUL in any string or key of `value` (PostgreSQL's jsonb refuses
+/// `\u0000`); lengths are not bounded: a marketplace's own document may
+/// carry long texts (a buyer's note) that we keep as they came.
+pub fn no_nul_in_json(path: &str, value: &Value) -> Result<(), Invalid> {
+    each_string(path, value, &no_nul)
+}
+
+fn each_string(
+    path: &str,
+    value: &Value,
+    check: &dyn Fn(&str, &str) -> Result<(), Invalid>,
+) -> Result<(), Invalid> {
     match value {
-        Value::String(s) => text(path, s),
+        Value::String(s) => check(path, s),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| json_strings(&format!("{path}[{i}]"), item)),
+            .try_for_each(|(i, item)| each_string(&format!("{path}[{i}]"), item, check)),
         Value::Object(map) => map.iter().try_for_each(|(key, item)| {
             let field = if path.is_empty() {
                 key.clone()
             } else {
                 format!("{path}.{key}")
             };
-            text(&field, key)?;
-            json_strings(&field, item)
+            check(&field, key)?;
+            each_string(&field, item, check)
         }),
         _ => Ok(()),
     }
@@ -149,6 +169,17 @@ mod tests {
         );
         let bad_key = json!({"a\u{0}": 1});
         assert_eq!(json_strings("", &bad_key).unwrap_err().field, "a\u{0}");
+    }
+
+    #[test]
+    fn marketplace_documents_may_be_long_but_never_hold_a_nul() {
+        let note = "x".repeat(MAX_TEXT_LEN * 2);
+        assert!(no_nul_in_json("order", &json!({"note": note})).is_ok());
+        let bad = json!({"lines": [{"imei": "35\u{0}"}]});
+        assert_eq!(
+            no_nul_in_json("order", &bad).unwrap_err().field,
+            "order.lines[0].imei"
+        );
     }
 
     #[test]

@@ -439,6 +439,8 @@ async fn store_page(
     summary.created += counts.created;
     summary.updated += counts.updated;
     summary.events += counts.events;
+    // Left out, not lost: each is logged with its field, and counted here.
+    summary.errors += counts.refused;
     Ok(())
 }
 

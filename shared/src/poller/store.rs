@@ -10,6 +10,7 @@
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::domain::OrderStatus;
+use crate::domain::input;
 use crate::events::{
     ACCEPT_ORDERLINE, AcceptOrderline, ORDER_CREATED, ORDER_STATUS_CHANGED, OrderEvent,
     OrderEventItem, marketplace_command_key,
@@ -25,6 +26,9 @@ pub struct PageCounts {
     pub created: u32,
     pub updated: u32,
     pub events: u32,
+    /// Orders left out because the marketplace sent what cannot be stored
+    /// (a NUL byte, an id or SKU beyond the bounds): logged with the field.
+    pub refused: u32,
 }
 
 /// An item as stored before this page.
@@ -39,6 +43,22 @@ pub async fn store_orders(
     marketplace: &MarketplaceRow,
     orders: &[MarketplaceOrder],
 ) -> sqlx::Result<PageCounts> {
+    let mut counts = PageCounts::default();
+    // One unstorable order (PostgreSQL refuses a NUL in text and jsonb)
+    // must not fail its page, and with it every later sync of the marketplace.
+    let orders: Vec<&MarketplaceOrder> = orders
+        .iter()
+        .filter(|order| match storable(order) {
+            Ok(()) => true,
+            Err(invalid) => {
+                tracing::warn!(marketplace = %marketplace.code, order = %order.external_id.escape_debug(),
+                    field = %invalid.field, reason = %invalid.reason,
+                    "order from the marketplace cannot be stored; left out");
+                counts.refused += 1;
+                false
+            }
+        })
+        .collect();
     let mut tx = pool.begin().await?;
     let pairs: BTreeSet<(i32, &str)> = orders
         .iter()
@@ -50,11 +70,10 @@ pub async fn store_orders(
     let variation_of =
         |item: &MarketplaceOrderItem| variations.get(&(marketplace.id, item.sku.clone())).copied();
     // Order rows are locked in external-id order, so concurrent runs never deadlock.
-    let mut sorted: Vec<&MarketplaceOrder> = orders.iter().collect();
+    let mut sorted = orders;
     sorted.sort_by(|a, b| a.external_id.cmp(&b.external_id));
     sorted.dedup_by(|a, b| a.external_id == b.external_id);
 
-    let mut counts = PageCounts::default();
     let mut messages = Vec::new();
     for order in sorted {
         store_order(
@@ -71,6 +90,25 @@ pub async fn store_orders(
     outbox::enqueue(&mut tx, &messages).await?;
     tx.commit().await?;
     Ok(counts)
+}
+
+/// Whether an order as the marketplace sent it can be stored: the fields we
+/// keep as text within [`input::text`], and no NUL anywhere in its raw JSON.
+fn storable(order: &MarketplaceOrder) -> Result<(), input::Invalid> {
+    input::text("order.id", &order.external_id)?;
+    input::text("order.status", &order.raw_status)?;
+    for url in [&order.delivery_note_url, &order.label_url]
+        .into_iter()
+        .flatten()
+    {
+        input::text("order.url", url)?;
+    }
+    for item in &order.items {
+        input::text("item.id", &item.external_id)?;
+        input::text("item.sku", &item.sku)?;
+        input::text("item.status", &item.raw_status)?;
+    }
+    input::no_nul_in_json("order", &order.raw)
 }
 
 /// The order as stored before this page saw it.
