@@ -4,6 +4,7 @@ pub mod buffer;
 pub mod input;
 pub mod ledger;
 pub mod messages;
+pub mod push_guard;
 pub mod status;
 
 pub use buffer::{BufferRule, Rounding};
