@@ -429,6 +429,7 @@ impl PublisherHandler {
         Ok(rows
             .into_iter()
             .map(|row| {
+                let decrements_on_order = row.get("decrements_on_order");
                 let state = RowState {
                     variation_id: row.get("variation_id"),
                     sku: row.get("sku"),
@@ -438,12 +439,13 @@ impl PublisherHandler {
                     last_api_quantity: row.get("last_api_quantity"),
                     taken: row.get("taken"),
                     last_api_taken: row.get("last_api_taken"),
-                    decrements_on_order: row.get("decrements_on_order"),
+                    decrements_on_order,
                     cover: PollCover {
                         poll_started_at: row.get("poll_started_at"),
                         last_push_at: row.get("last_synced_at"),
                         order_learned_at: row.get("order_learned_at"),
                         orders_unapplied: row.get("orders_unapplied"),
+                        decrements_on_order,
                         now: row.get("db_now"),
                         freshness: chrono::Duration::seconds(i64::from(
                             row.get::<i32, _>("increase_freshness_seconds"),

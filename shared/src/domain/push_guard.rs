@@ -21,6 +21,10 @@
 //!    and in the estimate, and only orders placed between that poll's start
 //!    and the push can be given back: the buffer the target keeps is for them.
 //!
+//! A marketplace that keeps what we pushed (no decrement of its own) has
+//! nothing to give back: there an increase needs only a fresh poll whose
+//! orders the locker has applied.
+//!
 //! While a SKU keeps selling, each poll brings orders of it, so an increase
 //! waits until a poll finds the row quiet (for a sell-out: once the
 //! marketplace shows 0 and takes no more orders).
@@ -55,6 +59,8 @@ pub struct PollCover {
     pub order_learned_at: Option<DateTime<Utc>>,
     /// Orders stored for this row that the locker has not applied yet.
     pub orders_unapplied: bool,
+    /// The marketplace decrements its own quantity when an order is placed.
+    pub decrements_on_order: bool,
     pub now: DateTime<Utc>,
     /// `marketplaces.increase_freshness_seconds`.
     pub freshness: Duration,
@@ -65,12 +71,14 @@ impl PollCover {
         let Some(started) = self.poll_started_at else {
             return false;
         };
-        !self.orders_unapplied
-            && started > self.now - self.freshness
-            && self.last_push_at.is_none_or(|pushed| started > pushed)
-            && self
-                .order_learned_at
-                .is_none_or(|learned| started > learned)
+        let fresh = !self.orders_unapplied && started > self.now - self.freshness;
+        // What a decrementing marketplace took after the last push must all be counted.
+        let counted = !self.decrements_on_order
+            || (self.last_push_at.is_none_or(|pushed| started > pushed)
+                && self
+                    .order_learned_at
+                    .is_none_or(|learned| started > learned));
+        fresh && counted
     }
 }
 
@@ -113,6 +121,7 @@ mod tests {
             last_push_at: Some(at(5)),
             order_learned_at: Some(at(6)),
             orders_unapplied: false,
+            decrements_on_order: true,
             now: at(11),
             freshness: Duration::seconds(60),
         }
@@ -159,21 +168,32 @@ mod tests {
     }
 
     #[test]
-    fn a_poll_before_the_last_push_does_not_cover() {
+    fn a_poll_before_the_last_push_or_that_brought_an_order_of_the_row_does_not_cover() {
         let stale = PollCover {
             last_push_at: Some(at(10)),
             ..cover()
         };
-        assert!(!stale.covers());
-    }
-
-    #[test]
-    fn a_poll_that_brought_an_order_of_the_row_does_not_cover() {
         let busy = PollCover {
             order_learned_at: Some(at(12)),
             ..cover()
         };
-        assert!(!busy.covers());
+        assert!(!stale.covers() && !busy.covers());
+    }
+
+    #[test]
+    fn a_marketplace_that_keeps_what_we_pushed_needs_only_a_fresh_poll() {
+        let keeps = PollCover {
+            last_push_at: Some(at(10)),
+            order_learned_at: Some(at(12)),
+            decrements_on_order: false,
+            ..cover()
+        };
+        assert!(keeps.covers());
+        let lagging = PollCover {
+            orders_unapplied: true,
+            ..keeps
+        };
+        assert!(!lagging.covers());
     }
 
     #[test]
