@@ -280,11 +280,13 @@ async fn marketplaces_added_or_moved_while_the_publisher_runs_are_served_without
     let second = env.sim().await;
     second.listing(BM, "IPH12", 0).await;
     first.listing(BM, "IPH12", 0).await;
-    env.orders_polled(BM).await;
     for available in (20..).step_by(10) {
         env.set_stock("IPH12", available).await;
         let shown = Some(i64::from(available) * 9 / 10);
         eventually("the quantity is pushed", || async {
+            // Each increase needs a poll that started after the last push:
+            // this stands in for the poller the publisher asks.
+            env.orders_polled(BM).await;
             first.quantity(BM, "IPH12").await == shown
                 || second.quantity(BM, "IPH12").await == shown
         })
