@@ -9,15 +9,16 @@
 //!   letter) and the others are acknowledged: the one left re-reads the row
 //!   when it is handled again, so it stands for all of them.
 //! - **Unknown stock** (never counted) is never pushed (design §4).
-//! - **Freshness guard.** The marketplace decrements its own quantity when an
-//!   order is placed; pushing an *increase* before our poller has fetched that
-//!   order would undo the decrement (an oversell). A decrease always goes; an
-//!   increase goes only when the marketplace's last successful new-orders
-//!   poll started less than `increase_freshness_seconds` ago. Otherwise the
-//!   handler asks the poller for a poll (`sync.<mp>.new` through the outbox,
-//!   at most every [`POLL_REQUEST_INTERVAL`]) and defers the message: it comes
-//!   back through the shortest retry queue without counting an attempt, so a
-//!   late poll never dead-letters it.
+//! - **Oversell guard** ([`crate::domain::push_guard`]). A marketplace that
+//!   decrements its own quantity when an order is placed shows what we last
+//!   pushed minus the orders placed since; a push above that estimate would
+//!   give sold units back. A push at or below it always goes; one above it
+//!   goes only when the latest new-orders poll started after the last push,
+//!   is fresh, brought no order of the row and left none unlocked. Otherwise
+//!   the handler asks the poller for a poll (`sync.<mp>.new` through the
+//!   outbox, at most every [`POLL_REQUEST_INTERVAL`]) and defers the
+//!   message: it comes back through the shortest retry queue without
+//!   counting an attempt, so a late poll never dead-letters it.
 //! - **Rate limit.** Every HTTP call takes a permit from the fleet's request
 //!   budget of its endpoint class ([`Budget`], shared with the pollers); a
 //!   429 blocks the class for its Retry-After. Order commands go first in a
@@ -45,6 +46,7 @@ use crate::bus::{self, Envelope, Handler, HandlerError, Incoming, QueueSpec};
 use crate::domain::OrderStatus;
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
 use crate::domain::order_commands::Outcome;
+use crate::domain::push_guard::{PollCover, PushDecision, decide, estimate_shown};
 use crate::events::{
     self, ACCEPT_ORDERLINE, AcceptOrderline, STOCK_CHANGED, SYNC_REQUEST, StockChanged,
     SyncRequest, UPDATE_ORDER_STATUS, UpdateOrderStatus,
@@ -307,6 +309,24 @@ struct RowState {
     known: bool,
     target: u32,
     last_api_quantity: Option<i32>,
+    /// Units of the row's orders known now (every lock row).
+    taken: i32,
+    /// `taken` when `last_api_quantity` was computed.
+    last_api_taken: Option<i32>,
+    decrements_on_order: bool,
+    cover: PollCover,
+}
+
+impl RowState {
+    /// What the marketplace shows now, as far as we know (push_guard).
+    fn shown_estimate(&self) -> Option<i32> {
+        let taken_since = self.taken - self.last_api_taken.unwrap_or(self.taken);
+        estimate_shown(
+            self.last_api_quantity,
+            taken_since,
+            self.decrements_on_order,
+        )
+    }
 }
 
 /// One row's messages in a batch: which one carries the outcome, and whether
@@ -319,7 +339,8 @@ struct Group {
 /// What the batch writes back once its calls are done.
 #[derive(Default)]
 struct Effects {
-    synced: Vec<(i64, i32)>,
+    /// Rows pushed (or confirmed): id, quantity shown, units taken then.
+    synced: Vec<(i64, i32, i32)>,
     notes: Vec<SyncNote>,
     request_poll: bool,
 }
@@ -390,7 +411,25 @@ impl PublisherHandler {
     async fn load_rows(&self, ids: &[i64]) -> sqlx::Result<HashMap<i64, RowState>> {
         let rows = sqlx::query(concat!(
             "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku,
-                    s.available_stock, s.stock_known, s.last_api_quantity, ",
+                    s.available_stock, s.stock_known, s.last_api_quantity,
+                    s.last_api_taken, s.last_synced_at, now() AS db_now,
+                    m.increase_freshness_seconds,
+                    COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements_on_order,
+                    (SELECT COALESCE(sum(k.quantity_locked), 0)::int FROM marketplace_stock_locks k
+                     WHERE k.stock_id = s.id) AS taken,
+                    (SELECT max(k.created_at) FROM marketplace_stock_locks k
+                     WHERE k.stock_id = s.id) AS order_learned_at,
+                    (SELECT max(r.started_at) FROM sync_runs r
+                     WHERE r.marketplace_id = m.id AND r.sync_type = 'new' AND r.status = 'succeeded')
+                        AS poll_started_at,
+                    EXISTS (SELECT 1 FROM order_items i JOIN orders o ON o.id = i.order_id
+                            WHERE i.variation_id = s.variation_id AND o.marketplace_id = m.id
+                              AND (i.status IN ('pending', 'accepted', 'shipped')
+                                   OR (i.status = 'unpaid' AND m.lock_unpaid_orders))
+                              AND NOT EXISTS (SELECT 1 FROM marketplace_stock_locks k
+                                  WHERE k.marketplace_id = m.id AND k.order_external_id = o.external_id
+                                    AND k.order_item_external_id = i.external_id))
+                        AS orders_unapplied, ",
             buffer_rule_columns!(),
             " FROM marketplace_stock s
              JOIN variations v ON v.id = s.variation_id
@@ -405,31 +444,31 @@ impl PublisherHandler {
         Ok(rows
             .into_iter()
             .map(|row| {
+                let decrements_on_order = row.get("decrements_on_order");
                 let state = RowState {
                     variation_id: row.get("variation_id"),
                     sku: row.get("sku"),
                     known: row.get("stock_known"),
                     target: buffer_rule(&row).buffered(row.get("available_stock")),
                     last_api_quantity: row.get("last_api_quantity"),
+                    taken: row.get("taken"),
+                    last_api_taken: row.get("last_api_taken"),
+                    decrements_on_order,
+                    cover: PollCover {
+                        poll_started_at: row.get("poll_started_at"),
+                        last_push_at: row.get("last_synced_at"),
+                        order_learned_at: row.get("order_learned_at"),
+                        orders_unapplied: row.get("orders_unapplied"),
+                        decrements_on_order,
+                        now: row.get("db_now"),
+                        freshness: chrono::Duration::seconds(i64::from(
+                            row.get::<i32, _>("increase_freshness_seconds"),
+                        )),
+                    },
                 };
                 (row.get("id"), state)
             })
             .collect())
-    }
-
-    /// Whether the last successful new-orders poll started within the bound.
-    async fn orders_are_fresh(&self) -> sqlx::Result<bool> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(
-                 (SELECT max(started_at) FROM sync_runs r
-                  WHERE r.marketplace_id = m.id AND r.sync_type = 'new' AND r.status = 'succeeded')
-                 > now() - make_interval(secs => m.increase_freshness_seconds),
-                 false)
-             FROM marketplaces m WHERE m.id = $1",
-        )
-        .bind(self.marketplace.id)
-        .fetch_one(&self.pool)
-        .await
     }
 
     /// Pushes (or skips, or defers) one row; records what it did in `effects`.
@@ -438,7 +477,6 @@ impl PublisherHandler {
         stock_id: i64,
         row: &RowState,
         group: &Group,
-        fresh: bool,
         reference: &str,
         effects: &mut Effects,
     ) -> Result<(), HandlerError> {
@@ -474,38 +512,39 @@ impl PublisherHandler {
             }
             Some(reported)
         } else {
-            row.last_api_quantity
+            row.shown_estimate()
         };
-        if shown == Some(target) {
-            if group.reconcile {
-                effects.synced.push((stock_id, target));
+        let priority = match decide(target, shown, row.cover.covers()) {
+            PushDecision::Unchanged => {
+                if group.reconcile {
+                    effects.synced.push((stock_id, target, row.taken));
+                }
+                metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
+                return Ok(());
             }
-            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
-            return Ok(());
-        }
-        if target > shown.unwrap_or(0) && !fresh {
-            effects.request_poll = true;
-            return Err(HandlerError::Deferred(format!(
-                "increase of {} on {code} to {target} waits for a fresh new-orders poll",
-                row.sku
-            )));
-        }
+            PushDecision::WaitForPoll => {
+                effects.request_poll = true;
+                return Err(HandlerError::Deferred(format!(
+                    "increase of {} on {code} to {target} (it shows {}) waits for a new-orders poll \
+                     started after the last push and stock change",
+                    row.sku,
+                    shown.map_or("nothing".to_owned(), |q| q.to_string())
+                )));
+            }
+            // A decrease protects against overselling: it goes before increases.
+            PushDecision::Decrease => budget::Priority::High,
+            PushDecision::Increase => budget::Priority::Low,
+        };
         if let Some(budget) = &self.quantity_budget {
             budget.wait().await;
         }
-        // A decrease protects against overselling: it goes before increases.
-        let priority = if shown.is_some_and(|shown| target < shown) {
-            budget::Priority::High
-        } else {
-            budget::Priority::Low
-        };
         let push = self.call("set_listing_quantity", || {
             self.adapter.set_listing_quantity(&row.sku, row.target)
         });
         budget::with_priority(priority, push)
             .await
             .map_err(handler_error)?;
-        effects.synced.push((stock_id, target));
+        effects.synced.push((stock_id, target, row.taken));
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
         effects.notes.push(SyncNote {
             key,
@@ -633,17 +672,25 @@ impl PublisherHandler {
     /// history records their levels as this transaction sees them.
     async fn commit(&self, effects: Effects) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
-        let mut touched: Vec<i64> = effects.synced.iter().map(|(id, _)| *id).collect();
+        let mut touched: Vec<i64> = effects.synced.iter().map(|(id, _, _)| *id).collect();
         touched.extend(effects.notes.iter().map(|note| note.key.0));
         let current = lock_levels(&mut tx, touched).await?;
         if !effects.synced.is_empty() {
-            let (ids, quantities): (Vec<i64>, Vec<i32>) = effects.synced.into_iter().unzip();
+            let mut ids = Vec::new();
+            let (mut quantities, mut taken) = (Vec::new(), Vec::new());
+            for (id, quantity, units) in effects.synced {
+                ids.push(id);
+                quantities.push(quantity);
+                taken.push(units);
+            }
             sqlx::query(
-                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = now()
-                 FROM unnest($1::bigint[], $2::int[]) AS k(id, q) WHERE s.id = k.id",
+                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_api_taken = k.t,
+                        last_synced_at = now()
+                 FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(id, q, t) WHERE s.id = k.id",
             )
             .bind(&ids)
             .bind(&quantities)
+            .bind(&taken)
             .execute(&mut *tx)
             .await?;
         }
@@ -748,16 +795,15 @@ impl Handler for PublisherHandler {
         }
         if !groups.is_empty() {
             let ids: Vec<i64> = groups.keys().copied().collect();
-            let loaded = tokio::try_join!(self.load_rows(&ids), self.orders_are_fresh());
-            let (rows, fresh) = match loaded {
-                Ok(loaded) => loaded,
+            let rows = match self.load_rows(&ids).await {
+                Ok(rows) => rows,
                 Err(error) => return vec![Err(error.into()); batch.len()],
             };
             // Decreases first: they are what keeps the marketplace from overselling.
             let mut ordered: Vec<(&i64, &Group)> = groups.iter().collect();
             ordered.sort_by_key(|(stock_id, _)| {
                 !rows.get(stock_id).is_some_and(|row| {
-                    row.last_api_quantity
+                    row.shown_estimate()
                         .is_some_and(|shown| (row.target as i32) < shown)
                 })
             });
@@ -775,7 +821,7 @@ impl Handler for PublisherHandler {
                 }
                 let reference = batch[group.carrier].envelope.id.to_string();
                 let result = self
-                    .sync_row(*stock_id, row, group, fresh, &reference, &mut effects)
+                    .sync_row(*stock_id, row, group, &reference, &mut effects)
                     .await;
                 if let Err(error @ HandlerError::Transient(_)) = &result {
                     outage = Some(error.clone());

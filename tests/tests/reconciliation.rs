@@ -19,8 +19,10 @@ async fn drift_is_recorded_and_restored_by_the_next_reconciliation() {
     env.set_stock("DRIFT", 10).await;
     eventually("in sync", || async { env.in_sync(&sim, BM).await }).await;
 
-    // Someone edits the listing on the marketplace.
+    // Someone edits the listing on the marketplace; then a new-orders poll
+    // (it finds no order, so giving the 6 units back sells nothing twice).
     sim.listing(BM, "DRIFT", 3).await;
+    env.orders_polled(BM).await;
     let fresh = reconcile::run(&env.db, BM, false, Trigger::Manual)
         .await
         .unwrap();
