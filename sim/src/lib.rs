@@ -13,6 +13,7 @@ mod backmarket;
 mod control;
 mod generator;
 mod guard;
+mod money;
 mod pages;
 mod refurbed;
 pub mod state;
