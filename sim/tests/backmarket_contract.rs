@@ -212,3 +212,31 @@ async fn care_count_is_the_pages() {
     assert_eq!(second["count"], 2);
     assert_eq!(second["next"], Value::Null);
 }
+
+#[tokio::test]
+async fn refusals_use_the_documented_envelopes() {
+    let env = start().await;
+    let url = format!("{}/ws/orders", env.sim.base_url(BM));
+    let no_token = reqwest::Client::new()
+        .get(&url)
+        .header("User-Agent", "BM-stockfleet-tests;dev@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let body: Value = no_token.json().await.unwrap();
+    check("401", BM_ERROR, &body);
+    check("401.error", BM_ERROR_DETAIL, &body["error"]);
+
+    let (status, body) = call(&env, reqwest::Method::GET, "/ws/orders/424242", None).await;
+    assert_eq!(status, 404);
+    check("404", BM_ERROR, &body);
+
+    env.control
+        .faults(BM, json!({"rate_limit_storm_secs": 10}))
+        .await;
+    let (status, body) = call(&env, reqwest::Method::GET, "/ws/orders", None).await;
+    assert_eq!(status, 429);
+    check("429", BM_ERROR, &body);
+    check("429.error", BM_ERROR_DETAIL, &body["error"]);
+}

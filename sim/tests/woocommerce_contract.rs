@@ -115,3 +115,27 @@ async fn refurbed_totals_are_the_sum_of_its_items() {
         (&json!("598.50"), &json!("598.50"))
     );
 }
+
+#[tokio::test]
+async fn batch_answers_each_item_as_a_product_or_an_error() {
+    let env = start().await;
+    let product = listing(&env, json!({"marketplace": WOO, "sku": "A", "quantity": 1})).await;
+    let creds = credentials();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/wp-json/wc/v3/products/batch",
+            env.sim.base_url(WOO)
+        ))
+        .basic_auth(&creds.woocommerce_key, Some(&creds.woocommerce_secret))
+        .json(&json!({"update": [{"id": product, "stock_quantity": 4}, {"id": 999999, "stock_quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let update = body["update"].as_array().unwrap();
+    check("update[0]", WOO_PRODUCT, &update[0]);
+    assert_eq!(update[0]["stock_quantity"], 4);
+    assert_eq!(update[1]["id"], 999999);
+    check("update[1].error", WOO_ERROR, &update[1]["error"]);
+}
