@@ -11,8 +11,11 @@ const UNLISTED_PRICE_CENTS: i64 = 19_900;
 fn cents(price: &str) -> i64 {
     let (units, fraction) = price.trim().split_once('.').unwrap_or((price.trim(), "0"));
     let fraction = format!("{fraction:0<2}");
-    match (units.parse::<i64>(), fraction[..2].parse::<i64>()) {
-        (Ok(units), Ok(fraction)) => units * 100 + fraction,
+    let fraction = fraction
+        .get(..2)
+        .and_then(|digits| digits.parse::<i64>().ok());
+    match (units.parse::<i64>(), fraction) {
+        (Ok(units), Some(fraction)) => units * 100 + fraction,
         _ => UNLISTED_PRICE_CENTS,
     }
 }
@@ -48,6 +51,7 @@ mod tests {
         assert_eq!(cents("199"), 19900);
         assert_eq!(cents("0.5"), 50);
         assert_eq!(cents("x"), UNLISTED_PRICE_CENTS);
+        assert_eq!(cents("1.aé"), UNLISTED_PRICE_CENTS);
         assert_eq!(format(29925 + 19900), "498.25");
         assert_eq!(format(5), "0.05");
     }
