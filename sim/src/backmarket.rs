@@ -5,7 +5,7 @@ use crate::state::{
     CareCase, ItemSelector, Listing, Marketplace, MarketplaceState, MoveError, Order,
     backmarket_order_state, parse_time,
 };
-use crate::{Reject, Sim};
+use crate::{Reject, Sim, money};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -57,7 +57,7 @@ fn render_order(state: &MarketplaceState, order: &Order) -> Value {
                 "listing_id": listing.map(|l| l.id),
                 "product": listing.map(|l| l.title.clone()).unwrap_or_default(),
                 "quantity": item.quantity,
-                "price": listing.map(|l| l.price.clone()).unwrap_or_else(|| "199.00".into()),
+                "price": money::format(money::unit_cents(&state.listings, item)),
                 "shipping_price": "0.00",
                 "currency": "EUR",
                 "imei": null,
@@ -73,14 +73,15 @@ fn render_order(state: &MarketplaceState, order: &Order) -> Value {
         "date_creation": time(order.created_at),
         "date_modification": time(order.modified_at),
         "date_payment": time(order.created_at),
-        "date_shipping": null,
+        "date_shipping": order.shipped_at.map(time),
         "shipping_address": address(),
         "billing_address": address(),
         "delivery_note": order.document_url,
         "tracking_number": order.tracking_number,
-        "tracking_url": null,
-        "shipper": null,
-        "price": "199.00",
+        "tracking_url": order.tracking_url,
+        "shipper": order.shipper,
+        "shipper_display": order.shipper,
+        "price": money::order_total(&state.listings, &order.items),
         "shipping_price": "0.00",
         "currency": "EUR",
         "country_code": "fr-fr",
@@ -88,17 +89,36 @@ fn render_order(state: &MarketplaceState, order: &Order) -> Value {
     })
 }
 
+/// Every field ListingPublic requires. The simulator keeps only SKU, title,
+/// quantity and price; the rest are one plausible refurbished phone's.
 fn render_listing(listing: &Listing) -> Value {
     json!({
         "id": listing.uuid(),
         "listing_id": listing.id,
+        "product_id": format!("00000000-0000-4000-9000-{:012x}", listing.id),
+        "backmarket_id": listing.id,
         "sku": listing.sku,
         "title": listing.title,
         "quantity": listing.quantity,
         "price": listing.price,
+        "min_price": null,
+        "max_price": listing.price,
         "currency": "EUR",
         "publication_state": if listing.quantity > 0 { 2 } else { 3 },
+        "state": 0,
+        "grade": "EXCELLENT",
+        "warranty_delay": 12,
+        "comment": "Refurbished and tested",
+        "shippings": [{"shipping_price": "0.00", "shipping_delay": 24, "shipper": "UPS",
+                       "shipper_display": "UPS", "country_code": "fr-fr"}],
     })
+}
+
+/// A single-listing answer: the listing and `statuscode`, as the document requires.
+fn render_one_listing(listing: &Listing) -> Value {
+    let mut body = render_listing(listing);
+    body["statuscode"] = json!(200);
+    body
 }
 
 fn render_care(case: &CareCase) -> Value {
@@ -114,28 +134,44 @@ fn render_care(case: &CareCase) -> Value {
     })
 }
 
-/// `{count, next, previous, results}` with absolute next/previous URLs.
+/// `{count, next, previous, results}` with absolute next/previous URLs;
+/// `count` is every result (orders, listings) or the page's (care, as the
+/// document says). Past the end, `previous` is the last page.
 fn paginated(
     sim: &Sim,
     path: &str,
     query: &QueryPairs,
     results: Vec<Value>,
-    page: usize,
-    size: usize,
+    (page, size): (usize, usize),
+    count: Count,
 ) -> Response {
-    let count = results.len();
+    let total = results.len();
     let (results, pages) = slice(results, page, size);
     let url = format!("{}/backmarket{path}", sim.base_url);
     let next = (page < pages).then(|| url_with_page(&url, query, page + 1));
-    let previous = (page > 1).then(|| url_with_page(&url, query, page - 1));
+    let previous =
+        (page > 1 && pages > 0).then(|| url_with_page(&url, query, (page - 1).min(pages)));
+    let count = match count {
+        Count::All => total,
+        Count::Page => results.len(),
+    };
     Json(json!({"count": count, "next": next, "previous": previous, "results": results}))
         .into_response()
 }
 
+enum Count {
+    All,
+    Page,
+}
+
+/// `page` and `page-size`; a size over the documented maximum (50) is refused.
 fn page_params(query: &QueryPairs, default: usize) -> Result<(usize, usize), Response> {
-    let (page, size) = page_and_size(query, "page-size", default)
-        .map_err(|message| reject(StatusCode::BAD_REQUEST, "invalid_parameter", message))?;
-    Ok((page, size.min(MAX_PAGE_SIZE)))
+    let bad = |message: String| reject(StatusCode::BAD_REQUEST, "invalid_parameter", message);
+    let (page, size) = page_and_size(query, "page-size", default).map_err(bad)?;
+    if size > MAX_PAGE_SIZE {
+        return Err(bad(format!("page-size must be at most {MAX_PAGE_SIZE}")));
+    }
+    Ok((page, size))
 }
 
 fn time_param(query: &QueryPairs, key: &str) -> Result<Option<DateTime<Utc>>, Response> {
@@ -153,7 +189,7 @@ fn time_param(query: &QueryPairs, key: &str) -> Result<Option<DateTime<Utc>>, Re
 }
 
 async fn list_orders(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {
-    let (page, size) = match page_params(&query, 10) {
+    let page = match page_params(&query, 10) {
         Ok(params) => params,
         Err(response) => return response,
     };
@@ -193,7 +229,7 @@ async fn list_orders(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs
             .map(|order| render_order(state, order))
             .collect()
     };
-    paginated(&sim, "/ws/orders", &query, results, page, size)
+    paginated(&sim, "/ws/orders", &query, results, page, Count::All)
 }
 
 fn parse_id(id: &str) -> Result<u64, Response> {
@@ -238,7 +274,11 @@ async fn update_order(
             if result.is_ok() {
                 let mut inner = sim.lock();
                 if let Some(order) = inner.mp(MP).orders.get_mut(&id) {
+                    let text = |key: &str| body[key].as_str().map(str::to_owned);
                     order.tracking_number = Some(tracking.to_owned());
+                    order.tracking_url = text("tracking_url");
+                    order.shipper = text("shipper");
+                    order.shipped_at = Some(order.modified_at);
                 }
             }
             result
@@ -260,7 +300,7 @@ async fn update_order(
 }
 
 async fn list_listings(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {
-    let (page, size) = match page_params(&query, 10) {
+    let page = match page_params(&query, 10) {
         Ok(params) => params,
         Err(response) => return response,
     };
@@ -271,12 +311,12 @@ async fn list_listings(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPai
         .values()
         .map(render_listing)
         .collect();
-    paginated(&sim, "/ws/listings", &query, results, page, size)
+    paginated(&sim, "/ws/listings", &query, results, page, Count::All)
 }
 
 fn listing_response(listing: Option<Listing>) -> Response {
     match listing {
-        Some(listing) => Json(render_listing(&listing)).into_response(),
+        Some(listing) => Json(render_one_listing(&listing)).into_response(),
         None => reject(StatusCode::NOT_FOUND, "not_found", "Listing not found"),
     }
 }
@@ -302,7 +342,11 @@ async fn update_listing(
     };
     let quantity = match &body["quantity"] {
         Value::Null => listing.quantity,
-        value => match value.as_u64() {
+        // The document allows an integer or a string ("8").
+        value => match value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
+        {
             Some(quantity) => quantity as i64,
             None => {
                 let message = "quantity must be a positive integer";
@@ -334,5 +378,6 @@ async fn list_care(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>)
         .filter(|case| since.is_none_or(|at| case.modified_at >= at))
         .map(render_care)
         .collect();
-    paginated(&sim, "/ws/sav", &query, results, page, CARE_PAGE_SIZE)
+    let page = (page, CARE_PAGE_SIZE);
+    paginated(&sim, "/ws/sav", &query, results, page, Count::Page)
 }

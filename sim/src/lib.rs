@@ -13,6 +13,8 @@ mod backmarket;
 mod control;
 mod generator;
 mod guard;
+mod money;
+mod oauth;
 mod pages;
 mod refurbed;
 pub mod state;
@@ -96,6 +98,8 @@ pub(crate) struct Sim {
     pub credentials: Credentials,
     pub webhooks: webhook::Webhooks,
     pub generator: generator::Runner,
+    /// WooCommerce OAuth nonces already used.
+    pub oauth_nonces: oauth::Nonces,
 }
 
 impl Sim {
@@ -148,6 +152,7 @@ impl Sim {
         self.generator.stop();
         *self.generator.generator() = None;
         self.webhooks.clear();
+        self.oauth_nonces.clear();
         *self.lock() = Inner::new(self.seed);
     }
 }
@@ -203,6 +208,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         credentials: config.credentials,
         webhooks: webhook::Webhooks::new(),
         generator: generator::Runner::default(),
+        oauth_nonces: oauth::Nonces::default(),
     });
     if let Some(generator) = config.generator {
         generator::start(&sim, generator).map_err(anyhow::Error::msg)?;

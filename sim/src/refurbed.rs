@@ -5,7 +5,7 @@ use crate::state::{
     CareCase, Item, ItemSelector, Listing, Marketplace, MoveError, Order, parse_time,
     refurbed_order_state,
 };
-use crate::{Reject, Sim};
+use crate::{Reject, Sim, money};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -101,8 +101,8 @@ fn render_order(
         "shipping_address": address,
         "invoice_address": address,
         "currency_code": "EUR",
-        "total_charged": "199.00",
-        "total_paid": "199.00",
+        "total_charged": money::order_total(sim_listings, &order.items),
+        "total_paid": money::order_total(sim_listings, &order.items),
         "items": order.items.iter().map(|item| render_item(order.id, item, sim_listings.get(&item.sku))).collect::<Vec<_>>(),
     })
 }

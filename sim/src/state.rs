@@ -215,6 +215,10 @@ pub struct Order {
     /// Back Market delivery note / Refurbed label.
     pub document_url: Option<String>,
     pub tracking_number: Option<String>,
+    /// Back Market: what the merchant sent when shipping.
+    pub tracking_url: Option<String>,
+    pub shipper: Option<String>,
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -569,6 +573,9 @@ impl Inner {
             completed_at: (state == "completed").then_some(now),
             document_url,
             tracking_number: None,
+            tracking_url: None,
+            shipper: None,
+            shipped_at: None,
         };
         self.mp(mp).orders.insert(id, order.clone());
         Ok(order)

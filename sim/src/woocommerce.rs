@@ -2,7 +2,7 @@
 
 use crate::pages::{QueryPairs, page_and_size, param, slice, url_with_page};
 use crate::state::{Listing, Marketplace, MarketplaceState, MoveError, Order, parse_time};
-use crate::{Reject, Sim};
+use crate::{Reject, Sim, money};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,16 +58,26 @@ pub(crate) fn render_order(state: &MarketplaceState, order: &Order) -> Value {
         .iter()
         .map(|item| {
             let listing = state.listings.get(&item.sku);
-            let price: f64 = listing.and_then(|l| l.price.parse().ok()).unwrap_or(199.0);
+            let unit = money::unit_cents(&state.listings, item);
+            // A variation's line names its parent product and the variation.
+            let (product_id, variation_id) = match listing {
+                Some(Listing {
+                    id,
+                    parent_id: Some(parent),
+                    ..
+                }) => (*parent, *id),
+                Some(listing) => (listing.id, 0),
+                None => (0, 0),
+            };
             json!({
                 "id": item.id,
                 "name": listing.map(|l| l.title.clone()).unwrap_or_default(),
-                "product_id": listing.map(|l| l.id).unwrap_or_default(),
-                "variation_id": 0,
+                "product_id": product_id,
+                "variation_id": variation_id,
                 "quantity": item.quantity,
                 "sku": item.sku,
-                "price": price,
-                "total": format!("{:.2}", price * f64::from(item.quantity)),
+                "price": unit as f64 / 100.0,
+                "total": money::format(unit * i64::from(item.quantity)),
             })
         })
         .collect();
@@ -86,7 +96,7 @@ pub(crate) fn render_order(state: &MarketplaceState, order: &Order) -> Value {
         "date_modified_gmt": time(order.modified_at),
         "date_completed": completed,
         "date_completed_gmt": completed,
-        "total": "199.00",
+        "total": money::order_total(&state.listings, &order.items),
         "billing": address,
         "shipping": address,
         "line_items": line_items,
@@ -94,11 +104,23 @@ pub(crate) fn render_order(state: &MarketplaceState, order: &Order) -> Value {
     })
 }
 
-fn render_product(listing: &Listing) -> Value {
+/// A product or variation; a product with variations is `variable`.
+fn render_product(state: &MarketplaceState, listing: &Listing) -> Value {
+    let kind = if listing.parent_id.is_some() {
+        "variation"
+    } else if state
+        .listings
+        .values()
+        .any(|l| l.parent_id == Some(listing.id))
+    {
+        "variable"
+    } else {
+        "simple"
+    };
     json!({
         "id": listing.id,
         "name": listing.title,
-        "type": if listing.parent_id.is_some() { "variation" } else { "simple" },
+        "type": kind,
         "status": "publish",
         "sku": listing.sku,
         "price": listing.price,
@@ -108,6 +130,10 @@ fn render_product(listing: &Listing) -> Value {
         "stock_quantity": listing.quantity,
         "stock_status": if listing.quantity > 0 { "instock" } else { "outofstock" },
     })
+}
+
+fn product_json(sim: &Sim, listing: &Listing) -> Value {
+    render_product(sim.lock().mp(MP), listing)
 }
 
 /// One page with X-WP-Total, X-WP-TotalPages and Link headers.
@@ -263,17 +289,19 @@ async fn list_products(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPai
     // `sku=A,B` matches exactly, variations included; without it only
     // products are listed (variations live under their parent).
     let skus: Option<Vec<&str>> = param(&query, "sku").map(|s| s.split(',').collect());
-    let results = sim
-        .lock()
-        .mp(MP)
-        .listings
-        .values()
-        .filter(|l| match &skus {
-            Some(skus) => skus.contains(&l.sku.as_str()),
-            None => l.parent_id.is_none(),
-        })
-        .map(render_product)
-        .collect();
+    let results = {
+        let mut inner = sim.lock();
+        let state = inner.mp(MP);
+        state
+            .listings
+            .values()
+            .filter(|l| match &skus {
+                Some(skus) => skus.contains(&l.sku.as_str()),
+                None => l.parent_id.is_none(),
+            })
+            .map(|l| render_product(state, l))
+            .collect()
+    };
     paginated(&sim, "/products", &query, results)
 }
 
@@ -294,7 +322,7 @@ fn listing_at(sim: &Sim, parent: Option<&str>, id: &str) -> Option<Listing> {
 
 async fn get_product(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
     match listing_at(&sim, None, &id) {
-        Some(listing) => Json(render_product(&listing)).into_response(),
+        Some(listing) => Json(product_json(&sim, &listing)).into_response(),
         None => invalid_product_id(),
     }
 }
@@ -304,7 +332,7 @@ async fn get_variation(
     Path((parent, id)): Path<(String, String)>,
 ) -> Response {
     match listing_at(&sim, Some(&parent), &id) {
-        Some(listing) => Json(render_product(&listing)).into_response(),
+        Some(listing) => Json(product_json(&sim, &listing)).into_response(),
         None => invalid_product_id(),
     }
 }
@@ -334,7 +362,7 @@ fn apply_stock(
 
 fn stock_update(sim: &Sim, parent: Option<&str>, id: &str, body: &Value) -> Response {
     match apply_stock(sim, parent, id, body) {
-        Ok(listing) => Json(render_product(&listing)).into_response(),
+        Ok(listing) => Json(product_json(sim, &listing)).into_response(),
         Err(("rest_invalid_param", message)) => {
             reject(StatusCode::BAD_REQUEST, "rest_invalid_param", message)
         }
@@ -375,7 +403,7 @@ async fn batch_products(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) ->
                 other => other.to_string(),
             };
             match apply_stock(&sim, None, &id, update) {
-                Ok(listing) => render_product(&listing),
+                Ok(listing) => product_json(&sim, &listing),
                 Err((code, message)) => json!({"id": update["id"], "error": {"code": code, "message": message, "data": {"status": 400}}}),
             }
         })

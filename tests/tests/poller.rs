@@ -178,6 +178,16 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
     );
     let report = env.validate().await;
     assert!(report.is_clean(), "{report:?}");
+    // The simulator is a plain-HTTP store: every WooCommerce call the fleet
+    // made was signed with OAuth 1.0a, and none was refused.
+    let woo = sim.get("/requests?marketplace=woocommerce").await;
+    let woo = woo.as_array().unwrap();
+    assert!(!woo.is_empty());
+    for request in woo {
+        let path = request["path"].as_str().unwrap();
+        assert!(path.contains("oauth_signature="), "unsigned: {path}");
+        assert_ne!(request["status"], 401, "{request}");
+    }
     for worker in workers {
         worker.stop().await;
     }

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod directory;
 mod gate;
 mod http;
+mod oauth1;
 mod refurbed;
 mod wire;
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! WooCommerce REST API v3 (`/wp-json/wc/v3`): Basic auth with the consumer
-//! key and secret, `page`/`per_page` pagination with X-WP-TotalPages, one
+//! key and secret over HTTPS, OAuth 1.0a signed query strings over plain HTTP, `page`/`per_page` pagination with X-WP-TotalPages, one
 //! status per order applied to every line item, stock on products by SKU.
 
 use super::budget::EndpointClass;
 use super::http::HttpClient;
+use super::oauth1::OAuth1;
 use super::wire::{Id, decode, format_time, from_value, parse_time};
 use super::{
     CareCase, CarePage, Marketplace, MarketplaceConfig, MarketplaceError, MarketplaceOrder,
@@ -164,6 +165,8 @@ fn next_page(headers: &HeaderMap, page: u32, count: usize) -> Option<PageToken> 
 pub(crate) struct WooCommerce {
     code: String,
     http: HttpClient,
+    /// Set when the store is on plain HTTP: every request is signed.
+    oauth: Option<OAuth1>,
     /// SKU → product: stock writes go by id (and by parent for variations).
     products: Mutex<HashMap<String, Product>>,
 }
@@ -185,10 +188,17 @@ impl WooCommerce {
         })?;
         let basic = BASE64.encode(credential);
         let mut headers = HeaderMap::new();
-        headers.insert(
-            AUTHORIZATION,
-            HttpClient::header_value(&format!("Basic {basic}"))?,
-        );
+        // WooCommerce takes Basic auth over HTTPS only; over HTTP it wants
+        // OAuth 1.0a, as its own client libraries do.
+        let oauth = url::Url::parse(config.base_url.trim())
+            .is_ok_and(|url| url.scheme() == "http")
+            .then(|| OAuth1::new(key, secret));
+        if oauth.is_none() {
+            headers.insert(
+                AUTHORIZATION,
+                HttpClient::header_value(&format!("Basic {basic}"))?,
+            );
+        }
         headers.insert(ACCEPT, HttpClient::header_value("application/json")?);
         let secrets = vec![
             credential.to_owned(),
@@ -200,8 +210,17 @@ impl WooCommerce {
         Ok(WooCommerce {
             code: config.code,
             http,
+            oauth,
             products: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A request to `url`, signed when the store is on plain HTTP.
+    fn request(&self, method: Method, mut url: url::Url) -> reqwest::RequestBuilder {
+        if let Some(oauth) = &self.oauth {
+            oauth.sign(method.as_str(), &mut url);
+        }
+        self.http.request(method, url)
     }
 
     fn url(&self, path: &[&str]) -> url::Url {
@@ -226,7 +245,7 @@ impl WooCommerce {
             .extend_pairs(filters)
             .append_pair("page", &page.to_string())
             .append_pair("per_page", &PAGE_SIZE.to_string());
-        let reply = self.http.send(self.http.request(Method::GET, url)).await?;
+        let reply = self.http.send(self.request(Method::GET, url)).await?;
         let orders = parse_orders(&reply.body)?;
         let next = next_page(&reply.headers, page, orders.len());
         Ok((orders, next))
@@ -238,7 +257,7 @@ impl WooCommerce {
         }
         let mut url = self.url(&["products"]);
         url.query_pairs_mut().append_pair("sku", sku);
-        let reply = self.http.send(self.http.request(Method::GET, url)).await?;
+        let reply = self.http.send(self.request(Method::GET, url)).await?;
         let products: Vec<Product> = decode(&reply.body)?;
         let product = products
             .iter()
@@ -295,10 +314,7 @@ impl Marketplace for WooCommerce {
     async fn get_order(&self, order_id: &str) -> Result<MarketplaceOrder, MarketplaceError> {
         let reply = self
             .http
-            .send(
-                self.http
-                    .request(Method::GET, self.url(&["orders", order_id])),
-            )
+            .send(self.request(Method::GET, self.url(&["orders", order_id])))
             .await?;
         parse_order(decode(&reply.body)?)
     }
@@ -347,7 +363,6 @@ impl Marketplace for WooCommerce {
     ) -> Result<(), MarketplaceError> {
         let body = json!({"status": status_name(update.status)});
         let request = self
-            .http
             .request(Method::PUT, self.url(&["orders", order_id]))
             .json(&body);
         self.http.send(request).await.map(drop)
@@ -369,7 +384,7 @@ impl Marketplace for WooCommerce {
         let body = json!({"manage_stock": true, "stock_quantity": quantity});
         let result = self
             .http
-            .send(self.http.request(Method::PUT, self.url(&path)).json(&body))
+            .send(self.request(Method::PUT, self.url(&path)).json(&body))
             .await;
         if let Err(MarketplaceError::Permanent {
             status: Some(404 | 400),
@@ -388,6 +403,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn oauth_over_http_basic_over_https() {
+        let adapter = |url: &str| {
+            let config = MarketplaceConfig::new(
+                super::super::MarketplaceKind::WooCommerce,
+                url,
+                super::super::Secret::new("ck_1:cs_1"),
+            );
+            WooCommerce::new(config).unwrap()
+        };
+        assert!(adapter("http://shop.test").oauth.is_some());
+        assert!(adapter("HTTP://shop.test").oauth.is_some());
+        assert!(adapter("https://shop.test").oauth.is_none());
+    }
 
     #[test]
     fn status_table() {

@@ -2,6 +2,8 @@
 //! at it, and a small client for the control API.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod schema;
+
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
