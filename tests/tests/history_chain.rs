@@ -41,9 +41,9 @@ async fn the_chain_holds_after_a_burst_of_locks_and_pushes_on_the_same_rows() {
     sqlx::query(
         "UPDATE marketplaces SET increase_freshness_seconds = 3600, decrements_on_order = false",
     )
-        .execute(&env.db)
-        .await
-        .unwrap();
+    .execute(&env.db)
+    .await
+    .unwrap();
     // Slow answers: locks land while a push to the same row is in flight.
     sim.faults(BM, json!({"latency_ms": 200})).await;
     env.set_rate_limit(BM, 100, 1).await;
