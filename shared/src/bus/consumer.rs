@@ -391,7 +391,7 @@ impl<H: Handler> ConsumerLoop<H> {
                 exchange: String::new(),
                 routing_key: topology.dead_letter_queue(&self.spec),
             };
-            Self::resend(delivery, headers, dead_letters)
+            Outgoing::copy_of(delivery, headers, &dead_letters)
         } else {
             let delay = topology.retry_delay(attempts);
             tracing::info!(%error, attempts, ?delay, "message will be retried");
@@ -402,22 +402,10 @@ impl<H: Handler> ConsumerLoop<H> {
     /// A copy of `delivery` that waits `delay` in its delay queue, then comes back.
     fn retry(&self, delivery: &Delivery, mut headers: FieldTable, delay: Duration) -> Outgoing {
         headers::set_str(&mut headers, RETRY_DELAY, &delay_label(delay));
-        Self::resend(delivery, headers, self.bus.topology.retry_route(&self.spec))
-    }
-
-    /// A copy of `delivery` published to `route`.
-    fn resend(delivery: &Delivery, headers: FieldTable, route: Route) -> Outgoing {
-        Outgoing {
-            exchange: route.exchange,
-            routing_key: route.routing_key,
-            message_id: delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default(),
+        Outgoing::copy_of(
+            delivery,
             headers,
-            body: delivery.data.clone(),
-        }
+            &self.bus.topology.retry_route(&self.spec),
+        )
     }
 }

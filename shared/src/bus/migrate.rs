@@ -172,18 +172,7 @@ async fn move_all(
             super::headers::set_str(&mut headers, key, value);
         }
         publisher
-            .publish_all(vec![Outgoing {
-                exchange: to.exchange.clone(),
-                routing_key: to.routing_key.clone(),
-                message_id: delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned())
-                    .unwrap_or_default(),
-                headers,
-                body: delivery.data,
-            }])
+            .publish_all(vec![Outgoing::copy_of(&delivery, headers, &to)])
             .await?;
         channel
             .basic_ack(delivery.delivery_tag, BasicAckOptions::default())

@@ -1,7 +1,9 @@
 //! Persistent messages published with confirms: a publish returns only once
 //! the broker has taken responsibility for every message.
 
+use super::Route;
 use anyhow::bail;
+use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
@@ -13,6 +15,24 @@ pub struct Outgoing {
     pub message_id: String,
     pub headers: FieldTable,
     pub body: Vec<u8>,
+}
+
+impl Outgoing {
+    /// A copy of `delivery` (its id and body) with `headers`, for `route`.
+    pub fn copy_of(delivery: &Delivery, headers: FieldTable, route: &Route) -> Self {
+        Self {
+            exchange: route.exchange.clone(),
+            routing_key: route.routing_key.clone(),
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            headers,
+            body: delivery.data.clone(),
+        }
+    }
 }
 
 pub struct Publisher {
