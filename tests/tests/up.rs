@@ -59,13 +59,27 @@ fn up(env: &TestEnv, api_addr: &str) -> tokio::process::Child {
         .unwrap()
 }
 
+/// One fleet at a time: two `up`s at once race for the free ports each picks.
+static ONE_FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_restarts_a_killed_worker_and_stops_in_dependency_order_within_3_s() {
+    let _one_fleet = ONE_FLEET.lock().await;
     let env = TestEnv::new().await;
     let mut up = up(&env, &format!("127.0.0.1:{}", free_port()));
     let out = collect(up.stdout.take().unwrap());
     let err = collect(up.stderr.take().unwrap());
-    eventually("fleet running", || async { said(&out, "fleet running") }).await;
+    let running = tokio::time::timeout(Duration::from_secs(90), async {
+        while !said(&out, "fleet running") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        running.is_ok(),
+        "up never said \"fleet running\"; it said {:?}",
+        err.lock().unwrap()
+    );
     let up_pid = up.id().unwrap();
     let locker_queue = env.queue(&QueueSpec::locker());
     let killed = child_pid(up_pid, "stockfleet-locker").expect("a locker child");
@@ -125,6 +139,7 @@ async fn up_restarts_a_killed_worker_and_stops_in_dependency_order_within_3_s() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_names_a_worker_that_never_becomes_ready_and_exits_non_zero() {
+    let _one_fleet = ONE_FLEET.lock().await;
     let env = TestEnv::new().await;
     // The api cannot listen where something else already does.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
