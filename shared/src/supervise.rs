@@ -87,12 +87,7 @@ impl Tasks {
         tokio::spawn(async move {
             let outcome = AssertUnwindSafe(task).catch_unwind().await;
             let result = outcome.unwrap_or_else(|panic| {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                Err(anyhow::anyhow!("panicked: {reason}"))
+                Err(anyhow::anyhow!("panicked: {}", panic_reason(&*panic)))
             });
             match &result {
                 Ok(()) if tasks.shutdown.is_cancelled() => tasks.remove(&name),
@@ -121,6 +116,15 @@ impl Tasks {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TaskState>> {
         self.states.lock().expect("task states")
     }
+}
+
+/// The message a panic was raised with (`panic!("…")`), or "" for another payload.
+pub fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -352,11 +352,7 @@ impl<H: Handler> ConsumerLoop<H> {
                 results
             }
             Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
+                let reason = crate::supervise::panic_reason(&*panic);
                 vec![Err(HandlerError::Permanent(format!(
                     "handler panicked: {reason}"
                 )))]
