@@ -7,6 +7,7 @@ pub mod marketplaces;
 pub mod oversold;
 pub mod overview;
 pub mod queues;
+pub mod scope;
 pub mod stock;
 pub mod tokens;
 pub mod validate;

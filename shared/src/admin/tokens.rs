@@ -2,6 +2,7 @@
 //! role. Only a token's SHA-256 is stored; the token itself is shown once,
 //! when it is created.
 
+use super::scope::Scope;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -59,6 +60,8 @@ impl FromStr for Role {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The marketplaces this caller may see.
+    pub scope: Scope,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -154,7 +157,11 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> sqlx::Result<Option<Cal
             .await?;
     }
     // The table's CHECK admits only the three roles.
-    Ok(role.parse().ok().map(|role| Caller { name, role }))
+    Ok(role.parse().ok().map(|role| Caller {
+        name,
+        role,
+        scope: Scope::all(),
+    }))
 }
 
 #[cfg(test)]
