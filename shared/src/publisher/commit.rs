@@ -4,7 +4,7 @@ use super::{POLL_REQUEST_INTERVAL, PublisherHandler};
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::bus::{Envelope, HandlerError};
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
-use crate::events::{self, SYNC_REQUEST, SyncRequest};
+use crate::events::{self, PoolOrigin, SYNC_REQUEST, SyncRequest};
 use crate::ledger::HistoryColumns;
 use sqlx::Row;
 use std::collections::HashMap;
@@ -17,6 +17,8 @@ pub(super) struct Effects {
     pub(super) synced: Vec<(i64, i32, i32)>,
     pub(super) notes: Vec<SyncNote>,
     pub(super) request_poll: bool,
+    /// Pooled rows now showing another marketplace's order: row id, that order.
+    pub(super) propagated: Vec<(i64, PoolOrigin)>,
 }
 
 /// A history row recording what the marketplace was shown (`api_sync`,
@@ -89,8 +91,49 @@ impl PublisherHandler {
                 OutboxMessage::command(events::sync_command_key(code, "new"), envelope, None);
             outbox::enqueue(&mut tx, &[message]).await?;
         }
+        let propagated = self
+            .record_propagation(&mut tx, &effects.propagated)
+            .await?;
         tx.commit().await?;
+        let to = self.marketplace.code.clone();
+        for (from, elapsed) in propagated {
+            metrics::histogram!("stockfleet_pool_propagation_seconds", "from" => from, "to" => to.clone())
+                .record(elapsed.as_secs_f64());
+        }
         Ok(())
+    }
+
+    /// The race window of each pooled row told of another marketplace's
+    /// order: from the order seen there to this marketplace accepting the
+    /// quantity, kept on the row for the listing page.
+    async fn record_propagation(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        propagated: &[(i64, PoolOrigin)],
+    ) -> sqlx::Result<Vec<(String, std::time::Duration)>> {
+        if propagated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = chrono::Utc::now();
+        let mut measured = Vec::new();
+        let (mut ids, mut millis, mut from) = (Vec::new(), Vec::new(), Vec::new());
+        for (stock_id, origin) in propagated {
+            let elapsed = (now - origin.seen_at).to_std().unwrap_or_default();
+            ids.push(*stock_id);
+            millis.push(elapsed.as_millis() as i64);
+            from.push(origin.marketplace.clone());
+            measured.push((origin.marketplace.clone(), elapsed));
+        }
+        sqlx::query(
+            "UPDATE marketplace_stock s SET pool_propagation_ms = k.ms, pool_propagation_from = k.f
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(id, ms, f) WHERE s.id = k.id",
+        )
+        .bind(&ids)
+        .bind(&millis)
+        .bind(&from)
+        .execute(tx)
+        .await?;
+        Ok(measured)
     }
 
     fn poll_request_due(&self) -> bool {

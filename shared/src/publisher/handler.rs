@@ -108,7 +108,9 @@ impl Handler for PublisherHandler {
                     let group = groups.entry(change.stock_id).or_insert(Group {
                         carrier: index,
                         reconcile,
+                        origin: None,
                     });
+                    group.note_origin(change.origin, &self.marketplace.code);
                     // A reconciliation carries the outcome, so a retry reads the marketplace again.
                     if reconcile || !group.reconcile {
                         group.carrier = index;
@@ -172,6 +174,9 @@ impl Handler for PublisherHandler {
                     .await;
                 if let Err(error @ HandlerError::Transient(_)) = &result {
                     outage = Some(error.clone());
+                }
+                if let (Ok(()), Some(origin)) = (&result, &group.origin) {
+                    effects.propagated.push((*stock_id, origin.clone()));
                 }
                 pushed.push(group.carrier);
                 results[group.carrier] = result;

@@ -5,9 +5,12 @@ use super::commit::{Effects, SyncNote};
 use super::handler::handler_error;
 use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
 use crate::bus::HandlerError;
-use crate::domain::ledger::ChangeType;
+use crate::domain::ledger::{ChangeType, StockLevels};
+use crate::domain::pool;
 use crate::domain::push_guard::{PollCover, PushDecision, decide, estimate_shown};
+use crate::events::PoolOrigin;
 use crate::marketplace::budget;
+use crate::pools::last_units;
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -43,6 +46,24 @@ impl RowState {
 pub(super) struct Group {
     pub(super) carrier: usize,
     pub(super) reconcile: bool,
+    /// The earliest order of another marketplace of the row's pool behind
+    /// these messages: the push that follows ends its race window.
+    pub(super) origin: Option<PoolOrigin>,
+}
+
+impl Group {
+    pub(super) fn note_origin(&mut self, origin: Option<PoolOrigin>, own: &str) {
+        let Some(origin) = origin.filter(|origin| origin.marketplace != own) else {
+            return;
+        };
+        if self
+            .origin
+            .as_ref()
+            .is_none_or(|seen| origin.seen_at < seen.seen_at)
+        {
+            self.origin = Some(origin);
+        }
+    }
 }
 
 impl PublisherHandler {
@@ -50,6 +71,9 @@ impl PublisherHandler {
         let rows = sqlx::query(concat!(
             "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku,
                     s.available_stock, s.stock_known, s.last_api_quantity,
+                    p.on_hand AS pool_on_hand, p.last_units, p.last_units_marketplace_id,
+                    (SELECT COALESCE(sum(o.locked_stock), 0)::int FROM marketplace_stock o
+                     WHERE o.variation_id = s.variation_id) AS pool_locked,
                     s.last_api_taken, s.last_synced_at, now() AS db_now,
                     m.increase_freshness_seconds,
                     COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements_on_order,
@@ -72,6 +96,7 @@ impl PublisherHandler {
             " FROM marketplace_stock s
              JOIN variations v ON v.id = s.variation_id
              JOIN marketplaces m ON m.id = s.marketplace_id
+             LEFT JOIN stock_pools p ON p.variation_id = s.variation_id
              LEFT JOIN listings l ON l.variation_id = s.variation_id AND l.marketplace_id = s.marketplace_id
              WHERE s.id = ANY($1) AND s.marketplace_id = $2"
         ))
@@ -83,11 +108,22 @@ impl PublisherHandler {
             .into_iter()
             .map(|row| {
                 let decrements_on_order = row.get("decrements_on_order");
+                let rule = buffer_rule(&row);
+                // A pooled row shows its rule over the pool (and the last-units hold).
+                let pool = row
+                    .get::<Option<i32>, _>("pool_on_hand")
+                    .map(|on_hand| StockLevels::new(on_hand, row.get("pool_locked")));
+                let target = match pool {
+                    Some(levels) => {
+                        pool::shown(levels, last_units(&row), self.marketplace.id, &rule)
+                    }
+                    None => rule.buffered(row.get("available_stock")),
+                };
                 let state = RowState {
                     variation_id: row.get("variation_id"),
                     sku: row.get("sku"),
-                    known: row.get("stock_known"),
-                    target: buffer_rule(&row).buffered(row.get("available_stock")),
+                    known: pool.is_some() || row.get::<bool, _>("stock_known"),
+                    target,
                     last_api_quantity: row.get("last_api_quantity"),
                     taken: row.get("taken"),
                     last_api_taken: row.get("last_api_taken"),
