@@ -6,6 +6,8 @@ pub mod history_chain;
 pub mod marketplaces;
 pub mod oversold;
 pub mod overview;
+pub mod pool_checks;
+pub mod pools;
 pub mod queues;
 pub mod scope;
 pub mod stock;

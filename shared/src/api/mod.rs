@@ -13,6 +13,7 @@ mod auth;
 mod dashboard;
 mod edge;
 mod error;
+mod pools;
 mod routes;
 mod webhook;
 
@@ -82,6 +83,7 @@ impl Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .merge(routes::router())
+        .merge(pools::router())
         .merge(dashboard::router())
         .merge(webhook::router())
         .route_layer(axum::middleware::from_fn(measure))

@@ -5,6 +5,7 @@ pub mod input;
 pub mod ledger;
 pub mod messages;
 pub mod order_commands;
+pub mod pool;
 pub mod push_guard;
 pub mod status;
 
