@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod api;
+pub mod audit;
 pub mod broker;
 mod proxy;
 mod sim;

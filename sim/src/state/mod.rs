@@ -29,6 +29,12 @@ pub struct RequestRecord {
     pub marketplace: Marketplace,
     pub method: String,
     pub path: String,
+    /// The endpoint class the fleet's budget counts it against: `listings`
+    /// (the marketplace's listing paths) or `orders` (everything else).
+    pub class: &'static str,
+    /// Who sent it, from the `x-stockfleet-caller` header (`poller`,
+    /// `publisher`, `cli`); None when absent.
+    pub caller: Option<String>,
     /// 0 while no response was sent (a hung request whose client gave up).
     pub status: u16,
     pub at: DateTime<Utc>,
@@ -85,13 +91,22 @@ impl Inner {
         self.next_id
     }
 
-    pub fn begin_request(&mut self, mp: Marketplace, method: &str, path: &str) -> u64 {
+    pub fn begin_request(
+        &mut self,
+        mp: Marketplace,
+        method: &str,
+        path: &str,
+        listing_path: bool,
+        caller: Option<String>,
+    ) -> u64 {
         let id = self.next_id();
         self.requests.push(RequestRecord {
             id,
             marketplace: mp,
             method: method.to_owned(),
             path: path.to_owned(),
+            class: if listing_path { "listings" } else { "orders" },
+            caller,
             status: 0,
             at: Utc::now(),
         });
