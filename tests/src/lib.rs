@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 mod api;
 pub mod audit;
+pub mod bench_fleet;
 pub mod broker;
 mod proxy;
 mod sim;
