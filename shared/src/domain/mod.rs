@@ -3,6 +3,7 @@
 pub mod buffer;
 pub mod input;
 pub mod ledger;
+pub mod listing;
 pub mod messages;
 pub mod order_commands;
 pub mod push_guard;
