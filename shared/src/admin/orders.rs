@@ -7,6 +7,7 @@ use super::page::Page;
 use crate::domain::OrderStatus;
 use crate::domain::input::Invalid;
 use crate::domain::listing::{self, Direction, Refused, Window, choice, given};
+use crate::status_changes::StatusChangeView;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
@@ -320,6 +321,9 @@ pub struct OrderDetail {
     /// Commands the marketplace refused because the order had ended another way.
     #[sqlx(skip)]
     pub moot_commands: Vec<MootCommandView>,
+    /// Status changes operators asked for, newest first, with their state.
+    #[sqlx(skip)]
+    pub status_changes: Vec<StatusChangeView>,
     /// The order as the marketplace sent it.
     pub raw: serde_json::Value,
 }
@@ -384,6 +388,7 @@ pub async fn order(
     .bind(order_id)
     .fetch_all(pool)
     .await?;
+    detail.status_changes = crate::status_changes::of_order(pool, marketplace, order_id).await?;
     Ok(Some(detail))
 }
 

@@ -102,6 +102,7 @@ async fn dashboard(
     let queue_stats = queues::stats(&api.bus, &codes, api.options.management_url.as_deref()).await;
     let first_letters = dlq::Filter {
         limit: Some(50),
+        scope: caller.scope.clone(),
         ..dlq::Filter::default()
     };
     let dead_letters = dlq::list(&api.bus, &codes, &first_letters).await;

@@ -54,7 +54,9 @@ async fn marketplace_list(
     caller: Caller,
 ) -> Result<Json<Vec<MarketplaceView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    Ok(Json(marketplaces::list(&api.db).await?))
+    let mut rows = marketplaces::list(&api.db).await?;
+    rows.retain(|row| caller.scope.sees(&row.code));
+    Ok(Json(rows))
 }
 
 /// Fields to change; absent ones keep their value. The rate limit is given
@@ -138,7 +140,8 @@ async fn change_marketplace(
     Ok(Json(changed))
 }
 
-/// Ready, unacknowledged (with the management plugin) and consumers of every queue.
+/// Ready, unacknowledged (with the management plugin) and consumers of
+/// every queue (of a scoped token: the shared queues and its marketplaces').
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
     responses((status = 200, body = Vec<QueueStats>)))]
 async fn queue_stats(
@@ -146,7 +149,7 @@ async fn queue_stats(
     caller: Caller,
 ) -> Result<Json<Vec<QueueStats>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    let codes = api.marketplace_codes().await?;
+    let codes = api.visible_codes(&caller).await?;
     let stats = queues::stats(&api.bus, &codes, api.options.management_url.as_deref()).await?;
     Ok(Json(stats))
 }
@@ -162,11 +165,17 @@ struct Validation {
     oversold_units: BTreeMap<String, i64>,
 }
 
-/// Invariants 1–4 and the findings of `stockfleet validate`.
+/// Invariants 1–4 and the findings of `stockfleet validate`. They cover
+/// every marketplace at once, so a token limited to some answers 404.
 #[utoipa::path(get, path = "/api/v1/validate", tag = "queues",
     responses((status = 200, body = Validation)))]
 async fn validation(State(api): State<Api>, caller: Caller) -> Result<Json<Validation>, ApiError> {
     require(&caller, Role::Viewer)?;
+    if caller.scope.codes().is_some() {
+        return Err(ApiError::NotFound(
+            "validation covers every marketplace; use a token that sees them all".into(),
+        ));
+    }
     let report = validate::validate(&api.db, api.options.stale_lock_after).await?;
     Ok(Json(Validation {
         clean: report.is_clean(),

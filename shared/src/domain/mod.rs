@@ -8,6 +8,7 @@ pub mod messages;
 pub mod order_commands;
 pub mod push_guard;
 pub mod status;
+pub mod status_change;
 
 pub use buffer::{BufferRule, Rounding};
 pub use ledger::{ChangeType, ItemOp, LevelChange, Lock, LockState, LockWrite, StockLevels};
