@@ -424,8 +424,13 @@ pub async fn mark_rechecked(
     if external_ids.is_empty() {
         return Ok(());
     }
+    // A hint for the next run's order, so it never waits: rows a concurrent
+    // store holds are skipped (they go first next time) instead of taking
+    // locks in another order than that store and deadlocking with it.
     sqlx::query(
-        "UPDATE orders SET rechecked_at = now() WHERE marketplace_id = $1 AND external_id = ANY($2)",
+        "UPDATE orders SET rechecked_at = now()
+         WHERE id IN (SELECT id FROM orders WHERE marketplace_id = $1 AND external_id = ANY($2)
+                      FOR UPDATE SKIP LOCKED)",
     )
     .bind(marketplace.id)
     .bind(external_ids)
