@@ -309,3 +309,72 @@ async fn moving_a_variation_with_locks_into_and_out_of_a_pool_keeps_every_lock()
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_locker_killed_mid_stream_on_pooled_rows_loses_and_doubles_nothing() {
+    let env = TestEnv::new().await;
+    for marketplace in MARKETPLACES {
+        stockfleet::admin::stock::correct(
+            &env.db,
+            "KILL-POOL",
+            marketplace,
+            stockfleet::admin::stock::Correction::Create(100),
+            "test",
+            "count",
+        )
+        .await
+        .unwrap();
+    }
+    pools::pool(&env.db, "KILL-POOL", None, "test")
+        .await
+        .unwrap();
+    let first = env.spawn("stockfleet-locker");
+    // 300 orders spread over the three marketplaces of the pool.
+    let orders: Vec<_> = (0..300)
+        .map(|n| {
+            let mut order = created(&format!("KP{n}"), "KILL-POOL", 1);
+            order.marketplace = MARKETPLACES[n % 3].to_owned();
+            order
+        })
+        .collect();
+    env.publish(&orders).await;
+    eventually("the locker is mid-stream", || async {
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            >= 30
+    })
+    .await;
+    let mut first = first;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert!(
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            < 300,
+        "the kill should land mid-stream; raise the order count if this machine is faster"
+    );
+
+    let second = env.spawn("stockfleet-locker");
+    eventually("all 300 orders locked after the restart", || async {
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            == 300
+    })
+    .await;
+    eventually("outbox drained", || async { env.outbox_len().await == 0 }).await;
+    let view = pools::view(&env.db, "KILL-POOL").await.unwrap();
+    assert_eq!((view.on_hand, view.locked, view.available), (300, 300, 0));
+    assert!(
+        view.marketplaces.iter().all(|m| m.locked == 100),
+        "{view:?}"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM stock_pool_history WHERE change_type = 'lock'")
+            .await,
+        300,
+        "nothing doubled"
+    );
+    let report = env.validate().await;
+    assert!(report.is_clean(), "{:?}", report.violations);
+    terminate(second).await;
+}
