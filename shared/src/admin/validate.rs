@@ -15,7 +15,7 @@ use sqlx::{PgPool, Row};
 use std::time::Duration;
 
 /// One broken invariant on one row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Violation {
     pub invariant: u8,
     pub stock_id: Option<i64>,
@@ -23,7 +23,7 @@ pub struct Violation {
 }
 
 /// Something an operator should look at, which breaks no invariant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub kind: &'static str,
     pub detail: String,

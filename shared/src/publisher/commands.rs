@@ -68,7 +68,10 @@ impl PublisherHandler {
                         .collect(),
                     requested: command.status,
                 };
-                self.settle(envelope, &command, written).await
+                let outcome = self.settle(envelope, &command, written).await;
+                // An operator's change (PUT .../status) shows how it ended.
+                crate::status_changes::settle(&self.pool, envelope.id, &outcome).await?;
+                outcome
             }
             other => Err(HandlerError::Permanent(format!(
                 "the publisher does not handle {other:?} messages"
