@@ -66,6 +66,8 @@ impl Filters {
             newer_than: self.newer_than,
             message_ids: self.ids,
             limit: self.limit,
+            // The CLI is the operator at the database: every marketplace.
+            scope: Default::default(),
         }
     }
 }

@@ -15,6 +15,10 @@ pub enum Command {
         /// viewer (read), operator (also correct stock, sync, replay), admin (also purge).
         #[arg(long, default_value = "viewer", value_parser = str::parse::<Role>)]
         role: Role,
+        /// Limit the token to this marketplace (repeat for several); without
+        /// it the token sees every marketplace.
+        #[arg(long = "marketplace")]
+        marketplaces: Vec<String>,
     },
     /// Every token, active and revoked (never the token itself).
     List,
@@ -25,15 +29,20 @@ pub enum Command {
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
     let pool = crate::connect::database(settings, 2).await?;
     match command {
-        Command::Create { name, role } => {
-            let token = tokens::create(&pool, &name, role).await?;
-            eprintln!("token {name:?} ({role}) created; it is shown only now:");
+        Command::Create {
+            name,
+            role,
+            marketplaces,
+        } => {
+            let token = tokens::create_scoped(&pool, &name, role, &marketplaces).await?;
+            let scope = scope(&Some(marketplaces).filter(|codes| !codes.is_empty()));
+            eprintln!("token {name:?} ({role}, {scope}) created; it is shown only now:");
             println!("{token}");
         }
         Command::List => {
             println!(
-                "{:<5} {:<20} {:<9} {:<20} {:<20} revoked",
-                "id", "name", "role", "created", "last used"
+                "{:<5} {:<20} {:<9} {:<24} {:<20} {:<20} revoked",
+                "id", "name", "role", "marketplaces", "created", "last used"
             );
             let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -41,10 +50,11 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             };
             for token in tokens::list(&pool).await? {
                 println!(
-                    "{:<5} {:<20} {:<9} {:<20} {:<20} {}",
+                    "{:<5} {:<20} {:<9} {:<24} {:<20} {:<20} {}",
                     token.id,
                     token.name,
                     token.role,
+                    scope(&token.marketplaces),
                     at(Some(token.created_at)),
                     at(token.last_used_at),
                     at(token.revoked_at)
@@ -58,4 +68,11 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
     }
     pool.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token's marketplaces as `token list` shows them.
+fn scope(marketplaces: &Option<Vec<String>>) -> String {
+    marketplaces
+        .as_ref()
+        .map_or_else(|| "all marketplaces".to_owned(), |codes| codes.join(","))
 }

@@ -337,12 +337,14 @@ async fn the_dashboard_and_api_show_locks_queues_and_dead_letters_which_operator
         (&json!("D-100"), &json!(2))
     );
     let (_, first) = api.get("/api/v1/dlq?limit=1", &viewer).await;
-    assert_eq!(first.as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["total"], 2, "{first}");
     eventually("the listed letter is handed back", || async {
         env.depth(&dlq).await == 2
     })
     .await;
     let (_, letters) = api.get("/api/v1/dlq", &viewer).await;
+    let letters = &letters["items"];
     assert_eq!(letters.as_array().unwrap().len(), 2, "{letters}");
     assert_eq!(letters[0]["queue"], dlq.as_str());
     assert_eq!(letters[0]["error_kind"], "permanent");

@@ -290,7 +290,7 @@ async fn hostile_requests_are_refused_with_the_field_and_change_nothing() {
             Method::GET,
             "/api/v1/dlq?queue=nope",
             None,
-            unprocessable,
+            StatusCode::BAD_REQUEST,
             "queue",
         )
         .await;
@@ -299,7 +299,7 @@ async fn hostile_requests_are_refused_with_the_field_and_change_nothing() {
             Method::GET,
             "/api/v1/dlq?kind=nope",
             None,
-            unprocessable,
+            StatusCode::BAD_REQUEST,
             "kind",
         )
         .await;
@@ -308,7 +308,7 @@ async fn hostile_requests_are_refused_with_the_field_and_change_nothing() {
             Method::POST,
             "/api/v1/dlq/purge",
             Some(json!({"queue": "nope"})),
-            unprocessable,
+            StatusCode::BAD_REQUEST,
             "queue",
         )
         .await;

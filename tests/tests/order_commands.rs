@@ -233,7 +233,7 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
     .execute(&env.db)
     .await
     .unwrap();
-    let detail = stockfleet::admin::overview::order(&env.db, RF, &rf_cancelled.0)
+    let detail = stockfleet::admin::orders::order(&env.db, &[RF.to_owned()], RF, &rf_cancelled.0)
         .await
         .unwrap()
         .expect("the order");

@@ -10,6 +10,7 @@
 //! routed is kept. A replayed message is acknowledged on the dead-letter queue
 //! only after the broker confirmed the copy.
 
+use super::scope::Scope;
 use crate::bus::headers::{
     self, ATTEMPTS, DEFERRALS, ERROR, ERROR_KIND, FIRST_FAILURE, LAST_FAILURE,
 };
@@ -40,9 +41,11 @@ pub struct Filter {
     pub message_ids: Vec<String>,
     /// At most this many, the first found (the dashboard shows a page, not thousands).
     pub limit: Option<usize>,
+    /// The caller's marketplaces: letters of others are never taken.
+    pub scope: Scope,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub queue: String,
     pub message_id: String,
@@ -263,10 +266,11 @@ fn matches(letter: &DeadLetter, filter: &Filter) -> bool {
         .as_deref()
         .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
         .and_then(|at| (Utc::now() - at.with_timezone(&Utc)).to_std().ok());
-    filter
-        .marketplace
-        .as_ref()
-        .is_none_or(|m| *m == letter.marketplace)
+    filter.scope.sees(&letter.marketplace)
+        && filter
+            .marketplace
+            .as_ref()
+            .is_none_or(|m| *m == letter.marketplace)
         && filter.kind.as_ref().is_none_or(|k| *k == letter.error_kind)
         && (filter.message_ids.is_empty() || filter.message_ids.contains(&letter.message_id))
         && filter

@@ -4,7 +4,7 @@ use crate::domain::input::{self, Invalid};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct MarketplaceView {
     pub id: i32,
     pub code: String,

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// RabbitMQ's management API on this machine with the default account.
 pub const DEFAULT_MANAGEMENT_URL: &str = "http://guest:guest@127.0.0.1:15672";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub name: String,
     pub ready: u32,

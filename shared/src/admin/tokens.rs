@@ -13,7 +13,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What a token may do; each role may do everything the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads stock, locks, orders, syncs, queues and dead letters.
@@ -69,6 +71,8 @@ pub struct TokenView {
     pub id: i64,
     pub name: String,
     pub role: String,
+    /// The marketplaces it sees; `None`: every one.
+    pub marketplaces: Option<Vec<String>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -82,6 +86,8 @@ pub enum TokenError {
     Unknown(String),
     #[error("a token needs a name")]
     MissingName,
+    #[error("unknown marketplace {0:?}; known: {1}")]
+    UnknownMarketplace(String, String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -90,33 +96,60 @@ fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Creates a token and returns it: the only time it can be read.
+/// Creates a token that sees every marketplace and returns it: the only
+/// time it can be read.
 pub async fn create(pool: &PgPool, name: &str, role: Role) -> Result<String, TokenError> {
+    create_scoped(pool, name, role, &[]).await
+}
+
+/// Creates a token that sees only `marketplaces` (empty: every one), each
+/// checked against the marketplaces table, and returns it.
+pub async fn create_scoped(
+    pool: &PgPool,
+    name: &str,
+    role: Role,
+    marketplaces: &[String],
+) -> Result<String, TokenError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(TokenError::MissingName);
     }
+    let known = crate::marketplace::directory::codes(pool).await?;
+    if let Some(unknown) = marketplaces.iter().find(|code| !known.contains(code)) {
+        return Err(TokenError::UnknownMarketplace(
+            unknown.clone(),
+            known.join(", "),
+        ));
+    }
+    let mut scope = marketplaces.to_vec();
+    scope.sort();
+    scope.dedup();
+    let scope = (!scope.is_empty()).then_some(scope);
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let token = format!("sft_{}", URL_SAFE_NO_PAD.encode(secret));
-    sqlx::query("INSERT INTO api_tokens (name, token_sha256, role) VALUES ($1, $2, $3)")
-        .bind(name)
-        .bind(digest(&token))
-        .bind(role.as_str())
-        .execute(pool)
-        .await
-        .map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                TokenError::NameTaken(name.to_owned())
-            }
-            _ => TokenError::Database(error),
-        })?;
+    sqlx::query(
+        "INSERT INTO api_tokens (name, token_sha256, role, marketplaces) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(name)
+    .bind(digest(&token))
+    .bind(role.as_str())
+    .bind(scope)
+    .execute(pool)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            TokenError::NameTaken(name.to_owned())
+        }
+        _ => TokenError::Database(error),
+    })?;
     Ok(token)
 }
 
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<TokenView>> {
     sqlx::query_as(
-        "SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id",
+        "SELECT id, name, role, marketplaces, created_at, last_used_at, revoked_at
+         FROM api_tokens ORDER BY id",
     )
     .fetch_all(pool)
     .await
@@ -139,15 +172,17 @@ pub async fn revoke(pool: &PgPool, name: &str) -> Result<(), TokenError> {
 /// The caller holding `token`, if it is a valid, unrevoked token. Its use is
 /// recorded at most once a minute, so reads do not each cost a write.
 pub async fn authenticate(pool: &PgPool, token: &str) -> sqlx::Result<Option<Caller>> {
-    let found: Option<(i64, String, String, bool)> = sqlx::query_as(
-        "SELECT id, name, role,
+    /// id, name, role, marketplaces, whether its last use is older than a minute.
+    type Found = (i64, String, String, Option<Vec<String>>, bool);
+    let found: Option<Found> = sqlx::query_as(
+        "SELECT id, name, role, marketplaces,
                 last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
          FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
     )
     .bind(digest(token))
     .fetch_optional(pool)
     .await?;
-    let Some((id, name, role, stale)) = found else {
+    let Some((id, name, role, marketplaces, stale)) = found else {
         return Ok(None);
     };
     if stale {
@@ -160,7 +195,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> sqlx::Result<Option<Cal
     Ok(role.parse().ok().map(|role| Caller {
         name,
         role,
-        scope: Scope::all(),
+        scope: marketplaces.map_or_else(Scope::all, Scope::only),
     }))
 }
 

@@ -5,10 +5,11 @@
 
 use super::auth::COOKIE;
 use super::{Api, ApiError};
-use crate::admin::overview::{self, LockQuery, OrderQuery};
+use crate::admin::orders::{self, OrderQuery};
+use crate::admin::overview::{self, LockQuery};
 use crate::admin::stock::{self, StockQuery};
 use crate::admin::tokens::{self, Caller};
-use crate::admin::{dlq, queues};
+use crate::admin::{dlq, queues, syncs};
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -89,21 +90,19 @@ async fn dashboard(
         },
     )
     .await?;
-    let orders = overview::orders(
-        &api.db,
-        &OrderQuery {
-            marketplace: query.marketplace.clone(),
-            limit: Some(50),
-            ..OrderQuery::default()
-        },
-    )
-    .await?;
-    let syncs = overview::sync_status(&api.db).await?;
-    let codes = api.marketplace_codes().await?;
+    let codes = api.visible_codes(&caller).await?;
+    let recent = OrderQuery {
+        marketplace: query.marketplace.clone(),
+        limit: Some(50),
+        ..OrderQuery::default()
+    };
+    let orders = orders::orders(&api.db, &recent.check(&codes)?).await?.items;
+    let syncs = syncs::sync_status(&api.db, &codes).await?;
     // The broker is shown as unreachable rather than failing the whole page.
     let queue_stats = queues::stats(&api.bus, &codes, api.options.management_url.as_deref()).await;
     let first_letters = dlq::Filter {
         limit: Some(50),
+        scope: caller.scope.clone(),
         ..dlq::Filter::default()
     };
     let dead_letters = dlq::list(&api.bus, &codes, &first_letters).await;

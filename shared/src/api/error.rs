@@ -5,9 +5,20 @@
 use crate::admin::stock::StockError;
 use crate::admin::tokens::Role;
 use crate::domain::input::{self, Invalid};
+use crate::domain::listing::{Refused, Unknown};
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+/// Every error answer of the API (and of the framework's own refusals).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong and what to do.
+    pub error: String,
+    /// The field to blame, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,6 +33,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A filter, sort or choice naming a value that does not exist (400).
+    #[error("{}", .0.reason)]
+    UnknownValue(Invalid),
+    /// The request is well-formed but the resource's state forbids it (409).
+    #[error("{0}")]
+    Conflict(String),
     /// A field refused by the edge's rules (422).
     #[error("{}", .0.reason)]
     Invalid(Invalid),
@@ -43,7 +60,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Malformed(_) | ApiError::UnknownValue(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,10 +94,27 @@ impl From<StockError> for ApiError {
             StockError::MissingReason => {
                 ApiError::Invalid(Invalid::new("reason", error.to_string()))
             }
-            StockError::Ledger(_) => ApiError::BadRequest(error.to_string()),
+            StockError::Ledger(_) | StockError::Pooled(_) => {
+                ApiError::BadRequest(error.to_string())
+            }
             StockError::Invalid(invalid) => invalid.into(),
             StockError::Database(error) => error.into(),
         }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Unknown(unknown) => unknown.into(),
+            Refused::Invalid(invalid) => invalid.into(),
+        }
+    }
+}
+
+impl From<Unknown> for ApiError {
+    fn from(Unknown(invalid): Unknown) -> Self {
+        ApiError::UnknownValue(invalid)
     }
 }
 
@@ -104,12 +139,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = match &self {
-            ApiError::Invalid(invalid) | ApiError::Malformed(invalid) => {
-                Json(serde_json::json!({ "error": message, "field": invalid.field }))
-            }
-            _ => Json(serde_json::json!({ "error": message })),
+        let field = match &self {
+            ApiError::Invalid(invalid)
+            | ApiError::Malformed(invalid)
+            | ApiError::UnknownValue(invalid) => Some(invalid.field.clone()),
+            _ => None,
         };
+        let body = Json(ErrorBody {
+            error: message,
+            field,
+        });
         if matches!(self, ApiError::Unauthenticated) {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else {

@@ -1,7 +1,9 @@
 //! stockfleet-api: the operators' REST API (bearer tokens with roles), the
 //! HTML dashboard, and the WooCommerce webhook receiver.
 //!
-//! - [`routes`]: JSON under `/api/v1`, over the same operator actions as the CLI.
+//! - JSON under `/api/v1`, over the same operator actions as the CLI, one
+//!   module per concern: [`orders`], [`sync`], [`dead_letters`], [`ops`],
+//!   [`routes`] (stock and locks); documented by [`openapi`].
 //! - [`dashboard`]: server-rendered pages, signed in with a token kept in a cookie.
 //! - [`webhook`]: HMAC-verified WooCommerce order webhooks, stored through the
 //!   poller's path so they cause the same events.
@@ -11,11 +13,18 @@
 
 mod auth;
 mod dashboard;
+mod dead_letters;
 mod edge;
 mod error;
+pub mod openapi;
+mod ops;
+mod orders;
+mod pools;
 mod routes;
+mod sync;
 mod webhook;
 
+use crate::admin::tokens::Caller;
 use crate::bus::Bus;
 use crate::marketplace::directory::MarketplaceDirectory;
 use crate::worker::Worker;
@@ -77,11 +86,20 @@ impl Api {
     async fn marketplace_codes(&self) -> sqlx::Result<Vec<String>> {
         crate::marketplace::directory::codes(&self.db).await
     }
+
+    /// The marketplace codes this caller sees (its token's scope).
+    async fn visible_codes(&self, caller: &Caller) -> sqlx::Result<Vec<String>> {
+        let mut codes = self.marketplace_codes().await?;
+        codes.retain(|code| caller.scope.sees(code));
+        Ok(codes)
+    }
 }
 
 pub fn router(api: Api) -> Router {
+    let (documented, _) = openapi::split();
     Router::new()
-        .merge(routes::router())
+        .merge(documented)
+        .merge(pools::router())
         .merge(dashboard::router())
         .merge(webhook::router())
         .route_layer(axum::middleware::from_fn(measure))

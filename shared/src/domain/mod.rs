@@ -3,10 +3,13 @@
 pub mod buffer;
 pub mod input;
 pub mod ledger;
+pub mod listing;
 pub mod messages;
 pub mod order_commands;
+pub mod pool;
 pub mod push_guard;
 pub mod status;
+pub mod status_change;
 
 pub use buffer::{BufferRule, Rounding};
 pub use ledger::{ChangeType, ItemOp, LevelChange, Lock, LockState, LockWrite, StockLevels};

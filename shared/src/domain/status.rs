@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A marketplace order (or order line) status, normalised across marketplaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed, payment not yet confirmed (Back Market 0/8/9). Locks stock
