@@ -303,14 +303,27 @@ fn list_returns(sim: &Sim, body: &Value) -> Result<Value, Reject> {
 
 fn list_offers(sim: &Sim, body: &Value) -> Result<Value, Reject> {
     let filter = &body["filter"];
-    let items = sim
-        .lock()
-        .mp(MP)
-        .listings
-        .values()
+    let mut inner = sim.lock();
+    let listings = &inner.mp(MP).listings;
+    // An `any_of` list is looked up, not scanned (a reconciliation reads every row).
+    let candidates: Vec<&Listing> = match filter["sku"]["any_of"].as_array() {
+        Some(wanted) => {
+            let mut found: Vec<&Listing> = wanted
+                .iter()
+                .filter_map(|sku| listings.get(sku.as_str()?))
+                .collect();
+            found.sort_by(|a, b| a.sku.cmp(&b.sku));
+            found.dedup_by(|a, b| a.sku == b.sku);
+            found
+        }
+        None => listings.values().collect(),
+    };
+    let items = candidates
+        .into_iter()
         .filter(|listing| matches_set(&filter["sku"], &listing.sku))
         .map(|listing| (listing.id, render_offer(listing)))
         .collect();
+    drop(inner);
     let (offers, has_more) = paginate(items, body)?;
     Ok(json!({"offers": offers, "has_more": has_more}))
 }

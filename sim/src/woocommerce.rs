@@ -292,13 +292,25 @@ async fn list_products(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPai
     let results = {
         let mut inner = sim.lock();
         let state = inner.mp(MP);
-        state
-            .listings
-            .values()
-            .filter(|l| match &skus {
-                Some(skus) => skus.contains(&l.sku.as_str()),
-                None => l.parent_id.is_none(),
-            })
+        // By SKU: looked up, not scanned (a reconciliation reads every row).
+        let listed: Vec<&Listing> = match &skus {
+            Some(skus) => {
+                let mut found: Vec<&Listing> = skus
+                    .iter()
+                    .filter_map(|sku| state.listings.get(*sku))
+                    .collect();
+                found.sort_by(|a, b| a.sku.cmp(&b.sku));
+                found.dedup_by(|a, b| a.sku == b.sku);
+                found
+            }
+            None => state
+                .listings
+                .values()
+                .filter(|l| l.parent_id.is_none())
+                .collect(),
+        };
+        listed
+            .into_iter()
             .map(|l| render_product(state, l))
             .collect()
     };

@@ -193,7 +193,7 @@ impl BenchFleet {
             .spawn()
             .expect("run `cargo build --workspace --bins` first");
         let url = format!("http://127.0.0.1:{port}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(180);
         while !self
             .http
             .get(&url)
@@ -201,7 +201,7 @@ impl BenchFleet {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            assert!(Instant::now() < deadline, "{worker} not ready within 60 s");
+            assert!(Instant::now() < deadline, "{worker} not ready within 180 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.workers.push((worker.to_owned(), port, child));

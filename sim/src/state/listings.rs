@@ -17,10 +17,13 @@ pub struct Listing {
     pub parent_id: Option<u64>,
 }
 
+/// What precedes the hex listing id in Back Market's UUID form.
+const UUID_PREFIX: &str = "00000000-0000-4000-8000-";
+
 impl Listing {
     /// Back Market's UUID listing id, derived from the numeric one.
     pub fn uuid(&self) -> String {
-        format!("00000000-0000-4000-8000-{:012x}", self.id)
+        format!("{UUID_PREFIX}{:012x}", self.id)
     }
 }
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +55,9 @@ impl Inner {
             price: price.unwrap_or_else(|| "199.00".to_owned()),
             parent_id,
         };
-        self.mp(mp).listings.insert(sku.to_owned(), listing.clone());
+        let state = self.mp(mp);
+        state.listing_skus.insert(id, sku.to_owned());
+        state.listings.insert(sku.to_owned(), listing.clone());
         listing
     }
 
@@ -81,11 +86,15 @@ impl Inner {
         Some(listing)
     }
 
+    /// By numeric id or Back Market's UUID form of it.
     pub fn listing_by_id(&mut self, mp: Marketplace, id: &str) -> Option<Listing> {
-        self.mp(mp)
-            .listings
-            .values()
-            .find(|l| l.id.to_string() == id || l.uuid() == id)
-            .cloned()
+        let numeric = match id.strip_prefix(UUID_PREFIX) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+            None => id.parse().ok()?,
+        };
+        let state = self.mp(mp);
+        let listing = state.listings.get(state.listing_skus.get(&numeric)?)?;
+        // Only the canonical spelling of either form names the listing.
+        (listing.id.to_string() == id || listing.uuid() == id).then(|| listing.clone())
     }
 }

@@ -43,6 +43,8 @@ pub struct RequestRecord {
 #[derive(Debug, Default)]
 pub struct MarketplaceState {
     pub listings: BTreeMap<String, Listing>,
+    /// Listing id → SKU, so a lookup by id stays O(1) with 100,000 listings.
+    listing_skus: HashMap<u64, String>,
     pub orders: BTreeMap<u64, Order>,
     pub care: BTreeMap<u64, CareCase>,
     pub faults: Faults,
