@@ -19,6 +19,7 @@ mod error;
 pub mod openapi;
 mod ops;
 mod orders;
+mod pages;
 mod routes;
 mod sync;
 mod webhook;
@@ -99,6 +100,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .merge(documented)
         .merge(dashboard::router())
+        .merge(pages::router())
         .merge(webhook::router())
         .route_layer(axum::middleware::from_fn(measure))
         // A wedged database or broker answers 503 instead of holding the
