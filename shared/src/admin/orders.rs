@@ -97,7 +97,9 @@ pub struct OrderQuery {
     #[param(value_type = Option<SortOrder>, inline)]
     pub order: Option<String>,
     /// Rows per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
