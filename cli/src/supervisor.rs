@@ -21,7 +21,7 @@ const STAGE_RESERVE: Duration = Duration::from_millis(300);
 
 /// One process of the fleet and how to (re)start it.
 pub struct Spec {
-    pub name: &'static str,
+    pub name: String,
     pub binary: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -160,7 +160,7 @@ impl Fleet {
                 .iter_mut()
                 .filter(|p| p.spec.stop_stage == *stage)
                 .collect();
-            let names: Vec<&str> = members.iter().map(|p| p.spec.name).collect();
+            let names: Vec<&str> = members.iter().map(|p| p.spec.name.as_str()).collect();
             println!("stopping {}", names.join(", "));
             for process in &members {
                 terminate(&process.child);
@@ -197,7 +197,7 @@ fn terminate(child: &Child) {
 
 /// Waits for `process` until `deadline`, then kills it; true when it exited 0.
 async fn stop_one(process: &mut Process, deadline: Instant) -> bool {
-    let name = process.spec.name;
+    let name = process.spec.name.clone();
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, process.child.wait()).await {
         Ok(Ok(status)) if status.success() => {

@@ -55,8 +55,9 @@ pub struct Args {
     /// Demo SKUs created (20 units each, every marketplace) when the database has none.
     #[arg(long, default_value_t = 10)]
     demo_skus: u32,
-    /// Health port of the poller; the locker, reducer, publisher and api take
-    /// the next four. 0: free ports `up` picks (it prints them).
+    /// Health port of the (first) poller; the other workers take the next
+    /// ones, in the order poller, locker, reducer, publisher, api (each
+    /// instance its own). 0: free ports `up` picks (it prints them).
     #[arg(long, default_value_t = 9101)]
     health_port_base: u16,
     /// Where the API and dashboard listen.
@@ -66,6 +67,34 @@ pub struct Args {
     /// before `up` gives up, naming the one that is not.
     #[arg(long, default_value_t = 60)]
     ready_timeout_seconds: u64,
+    /// Run N instances of a worker, as a container runtime scaling it out
+    /// would: `--scale poller=2 --scale publisher=3`. poller, locker, reducer
+    /// or publisher, 1 to 8 each (the api listens on one address).
+    #[arg(long = "scale", value_name = "WORKER=N", value_parser = parse_scale)]
+    scale: Vec<(String, u8)>,
+}
+
+/// The most instances of one worker `--scale` starts.
+const MAX_INSTANCES: u8 = 8;
+
+fn parse_scale(text: &str) -> Result<(String, u8), String> {
+    let (worker, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected WORKER=N, e.g. publisher=3"))?;
+    let scalable = WORKERS
+        .iter()
+        .any(|(name, _)| *name == worker && *name != "api");
+    if !scalable {
+        return Err(format!(
+            "{worker:?}: not a worker that scales (poller, locker, reducer or publisher)"
+        ));
+    }
+    match count.parse::<u8>() {
+        Ok(n) if (1..=MAX_INSTANCES).contains(&n) => Ok((worker.to_owned(), n)),
+        _ => Err(format!(
+            "{worker}={count:?}: the count must be a whole number from 1 to {MAX_INSTANCES}"
+        )),
+    }
 }
 
 impl Args {
@@ -77,11 +106,34 @@ impl Args {
         Duration::from_secs(self.ready_timeout_seconds)
     }
 
-    /// The workers' health ports: from the base, or free ones when it is 0.
-    fn health_ports(&self) -> Vec<u16> {
+    /// Every worker instance to start: its name (`publisher`, or
+    /// `publisher-2` when scaled out), binary name and stop stage.
+    fn instances(&self) -> Vec<(String, &'static str, u8)> {
+        let mut instances = Vec::new();
+        for (worker, stop_stage) in WORKERS {
+            // The last --scale of a worker counts, as with any repeated flag.
+            let count = self
+                .scale
+                .iter()
+                .rev()
+                .find(|(name, _)| name == worker)
+                .map_or(1, |(_, n)| *n);
+            for n in 1..=count {
+                let name = match count {
+                    1 => worker.to_owned(),
+                    _ => format!("{worker}-{n}"),
+                };
+                instances.push((name, worker, stop_stage));
+            }
+        }
+        instances
+    }
+
+    /// One health port per instance: from the base, or free ones when it is 0.
+    fn health_ports(&self, instances: usize) -> Vec<u16> {
         match self.health_port_base {
-            0 => (0..WORKERS.len()).map(|_| free_port()).collect(),
-            base => (0..WORKERS.len() as u16).map(|n| base + n).collect(),
+            0 => (0..instances).map(|_| free_port()).collect(),
+            base => (0..instances as u16).map(|n| base + n).collect(),
         }
     }
 }
@@ -101,7 +153,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
     let dir = sibling_dir()?;
     let mut fleet = Fleet::default();
     fleet.start(Spec {
-        name: "sim",
+        name: "sim".into(),
         binary: dir.join("stockfleet-sim"),
         args: vec![
             "--addr".into(),
@@ -115,8 +167,18 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         restart: false,
         stop_stage: SIM_STAGE,
     })?;
-    let ports = args.health_ports();
-    let started = start_workers(&mut fleet, settings, &args, &ports, &pool, &webhook_secret).await;
+    let instances = args.instances();
+    let ports = args.health_ports(instances.len());
+    let started = start_workers(
+        &mut fleet,
+        settings,
+        &args,
+        &instances,
+        &ports,
+        &pool,
+        &webhook_secret,
+    )
+    .await;
     let running = match started {
         Ok(()) => fleet.wait_ready(args.ready_timeout(), &stopping).await,
         Err(error) => Err(error),
@@ -160,6 +222,7 @@ async fn start_workers(
     fleet: &mut Fleet,
     settings: &Settings,
     args: &Args,
+    instances: &[(String, &'static str, u8)],
     ports: &[u16],
     pool: &sqlx::PgPool,
     webhook_secret: &str,
@@ -174,7 +237,7 @@ async fn start_workers(
     let listed = seed(pool, &args.control(), args.demo_skus).await?;
     println!("simulator on {} with {listed} listings", args.sim_addr);
     let dir = sibling_dir()?;
-    for ((name, stop_stage), port) in WORKERS.into_iter().zip(ports) {
+    for ((name, worker, stop_stage), port) in instances.iter().zip(ports) {
         let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", settings.database_url.as_str()),
             ("AMQP_URL", &settings.amqp_url),
@@ -199,13 +262,13 @@ async fn start_workers(
             env.push(("SHUTDOWN_GRACE_MS".into(), "1000".into()));
         }
         fleet.start(Spec {
-            name,
-            binary: dir.join(format!("stockfleet-{name}")),
+            name: name.clone(),
+            binary: dir.join(format!("stockfleet-{worker}")),
             args: Vec::new(),
             env,
             readyz: Some(format!("http://127.0.0.1:{port}/readyz")),
             restart: true,
-            stop_stage,
+            stop_stage: *stop_stage,
         })?;
     }
     Ok(())
@@ -312,4 +375,62 @@ async fn seed(pool: &sqlx::PgPool, control: &str, demo_skus: u32) -> anyhow::Res
             .error_for_status()?;
     }
     Ok(skus.len() * marketplaces.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Up {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn up(flags: &[&str]) -> Result<Args, clap::Error> {
+        Up::try_parse_from(std::iter::once("up").chain(flags.iter().copied())).map(|up| up.args)
+    }
+
+    #[test]
+    fn scaled_workers_get_numbered_instances_and_a_port_each() {
+        let args = up(&["--scale", "poller=2", "--scale", "publisher=3"]).unwrap();
+        let names: Vec<String> = args
+            .instances()
+            .into_iter()
+            .map(|(name, ..)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "poller-1",
+                "poller-2",
+                "locker",
+                "reducer",
+                "publisher-1",
+                "publisher-2",
+                "publisher-3",
+                "api"
+            ]
+        );
+        assert_eq!(
+            args.health_ports(names.len()),
+            (9101..9109).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_scale_that_cannot_run_is_refused_naming_it() {
+        for (flag, named) in [
+            ("api=2", "\"api\""),
+            ("publisher=0", "publisher=\"0\""),
+            ("publisher=9", "publisher=\"9\""),
+            ("publisher=-1", "publisher=\"-1\""),
+            ("publisher", "expected WORKER=N"),
+            ("poller=2\0", "poller=\"2\\0\""),
+        ] {
+            let error = up(&["--scale", flag]).err().expect(flag).to_string();
+            assert!(error.contains(named), "{flag}: {error}");
+        }
+    }
 }

@@ -51,6 +51,17 @@ pub struct StockChanged {
     pub locked: i32,
     pub available: i32,
     pub change_type: String,
+    /// For a pooled row told of another marketplace's order: that order's
+    /// marketplace and when it was seen, so the publisher can measure the race.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PoolOrigin>,
+}
+
+/// Where a pool's change came from (see [`StockChanged::origin`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolOrigin {
+    pub marketplace: String,
+    pub seen_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The routing key of a command to a marketplace's publisher:

@@ -8,15 +8,22 @@
 //! and `stock.changed` outbox rows back with set-based statements. A failed
 //! transaction is every planned message's [`HandlerError::Batch`] error: the
 //! consumer handles them again in smaller batches until the culprit is alone.
+//!
+//! A pooled variation's rows are locked first too, then its pool
+//! ([`crate::pools`]): the rules run on the pool's levels, the row keeps its
+//! own locks, the pool's change gets its history row naming the marketplace
+//! and order, and every marketplace of the pool is told in the same
+//! transaction.
 
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::bus::{Envelope, Handler, HandlerError, Incoming, QueueSpec};
 use crate::domain::StockEffect;
 use crate::domain::ledger::{
-    self as rules, ChangeType, ItemOp, Lock, LockState, LockWrite, StockLevels,
+    self as rules, ChangeType, ItemOp, LevelChange, Lock, LockState, LockWrite, StockLevels,
 };
-use crate::events::{OrderEvent, STOCK_CHANGED, StockChanged};
+use crate::events::{OrderEvent, PoolOrigin, STOCK_CHANGED, StockChanged};
 use crate::marketplace::directory::MarketplaceDirectory;
+use crate::pools::{self, PoolHistory, PoolState};
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -167,7 +174,12 @@ impl LedgerHandler {
             })
             .collect();
         let mut rows = lock_stock_rows(&mut tx, &keys).await?;
+        let variation_ids = keys.iter().map(|(variation, _)| *variation).collect();
+        let mut pools = pools::lock_pools(&mut tx, &variation_ids).await?;
         let mut locks = load_locks(&mut tx, planned).await?;
+        let mut pool_history = Vec::new();
+        // (message, pooled variation) pairs that changed: every marketplace of the pool is told.
+        let mut pools_announced: BTreeMap<(usize, i64), ChangeType> = BTreeMap::new();
 
         let mut inserts: BTreeMap<LockKey, LockInsert> = BTreeMap::new();
         let mut finishes: BTreeMap<LockKey, LockState> = BTreeMap::new();
@@ -187,7 +199,10 @@ impl LedgerHandler {
                 item.item_id.clone(),
             );
             let existing = locks.get(&lock_key).copied();
-            let transition = rules::apply(row.levels, existing, item.op, item.quantity);
+            let pool = pools.get_mut(&key.0);
+            // A pooled row's order moves its pool: the rules run on the pool's levels.
+            let levels = pool.as_ref().map_or(row.levels, |pool| pool.levels);
+            let transition = rules::apply(levels, existing, item.op, item.quantity);
             match transition.lock {
                 LockWrite::Unchanged => {}
                 LockWrite::Insert(lock) => {
@@ -214,26 +229,55 @@ impl LedgerHandler {
                     }
                 }
             }
-            if let Some(change) = transition.change {
-                row.levels = transition.levels;
-                row.changed = true;
-                announced.insert((item.message, key), (row.levels, change.change_type));
-                history.push(HistoryRow {
-                    stock_id: row.id,
-                    variation_id: row.variation_id,
-                    marketplace_id: item.marketplace_id,
-                    change,
-                    order_id: item.order_id.clone(),
-                    item_id: item.item_id.clone(),
-                    reference: batch[item.message].envelope.id.to_string(),
-                });
-            }
+            let reference = batch[item.message].envelope.id.to_string();
+            let change = match (transition.change, pool) {
+                (None, _) => continue,
+                (Some(change), None) => {
+                    row.levels = transition.levels;
+                    announced.insert((item.message, key), (row.levels, change.change_type));
+                    change
+                }
+                (Some(change), Some(pool)) => {
+                    pool.levels = transition.levels;
+                    pool.changed = true;
+                    pools_announced.insert((item.message, key.0), change.change_type);
+                    pool_history.push(PoolHistory {
+                        variation_id: key.0,
+                        cause: Some((row.id, item.marketplace_id)),
+                        change: change.clone(),
+                        order_item: (Some(item.order_id.clone()), Some(item.item_id.clone())),
+                        reference: Some(reference.clone()),
+                        actor: "system".to_owned(),
+                    });
+                    // The row keeps its own locks; its units are the pool's.
+                    let before = row.levels;
+                    row.levels.locked =
+                        (row.levels.locked + change.after.locked - change.before.locked).max(0);
+                    LevelChange {
+                        before,
+                        after: row.levels,
+                        ..change
+                    }
+                }
+            };
+            row.changed = true;
+            history.push(HistoryRow {
+                stock_id: row.id,
+                variation_id: row.variation_id,
+                marketplace_id: item.marketplace_id,
+                change,
+                order_id: item.order_id.clone(),
+                item_id: item.item_id.clone(),
+                reference,
+            });
         }
 
         insert_locks(&mut tx, &inserts).await?;
         finish_locks(&mut tx, &finishes).await?;
         update_levels(&mut tx, rows.values().filter(|row| row.changed)).await?;
         insert_history(&mut tx, &history).await?;
+        pools::update_on_hand(&mut tx, &pools).await?;
+        pools::insert_history(&mut tx, &pool_history).await?;
         let mut messages = Vec::with_capacity(announced.len());
         for ((message, key), (levels, change_type)) in announced {
             let row = &rows[&key];
@@ -246,6 +290,7 @@ impl LedgerHandler {
                 locked: levels.locked,
                 available: levels.available(),
                 change_type: change_type.as_str().to_owned(),
+                origin: None,
             };
             let envelope = Envelope::new(STOCK_CHANGED, &incoming.envelope.marketplace, &payload);
             messages.push(OutboxMessage::event(
@@ -253,6 +298,7 @@ impl LedgerHandler {
                 incoming.traceparent.as_deref(),
             ));
         }
+        messages.extend(pool_announcements(&mut tx, &pools, pools_announced, batch).await?);
         outbox::enqueue(&mut tx, &messages).await?;
         tx.commit().await?;
         Ok(())
@@ -308,6 +354,47 @@ impl Handler for LedgerHandler {
         }
         results
     }
+}
+
+/// A pool's change told to every marketplace row of the pool, in the same
+/// transaction, each with the order's marketplace and when it was seen.
+async fn pool_announcements(
+    conn: &mut PgConnection,
+    pools: &HashMap<i64, PoolState>,
+    announced: BTreeMap<(usize, i64), ChangeType>,
+    batch: &[Incoming],
+) -> sqlx::Result<Vec<OutboxMessage>> {
+    if announced.is_empty() {
+        return Ok(Vec::new());
+    }
+    let variations: Vec<i64> = announced.keys().map(|(_, variation)| *variation).collect();
+    let members = pools::members(conn, &variations).await?;
+    let mut messages = Vec::new();
+    for ((message, variation), change_type) in announced {
+        let incoming = &batch[message];
+        let levels = pools[&variation].levels;
+        for member in members.get(&variation).into_iter().flatten() {
+            let payload = StockChanged {
+                stock_id: member.stock_id,
+                variation_id: variation,
+                sku: member.sku.clone(),
+                listed: levels.listed,
+                locked: levels.locked,
+                available: levels.available(),
+                change_type: change_type.as_str().to_owned(),
+                origin: Some(PoolOrigin {
+                    marketplace: incoming.envelope.marketplace.clone(),
+                    seen_at: incoming.envelope.occurred_at,
+                }),
+            };
+            let envelope = Envelope::new(STOCK_CHANGED, &member.marketplace, &payload);
+            messages.push(OutboxMessage::event(
+                envelope,
+                incoming.traceparent.as_deref(),
+            ));
+        }
+    }
+    Ok(messages)
 }
 
 /// Maps (marketplace, SKU) pairs to our variations: a listing's SKU on that

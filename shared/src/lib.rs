@@ -21,6 +21,7 @@ pub mod marketplace;
 pub mod metrics_catalog;
 mod order_commands;
 pub mod poller;
+pub mod pools;
 pub mod publisher;
 pub mod reconcile;
 pub mod retry;

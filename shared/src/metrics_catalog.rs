@@ -70,6 +70,15 @@ pub fn describe() {
         Unit::Seconds,
         "Time a marketplace request waited for its permit, by marketplace and what paces it (orders, listings, quantity_updates)."
     );
+    describe_gauge!(
+        "stockfleet_pool_oversold_units",
+        "Units locked by orders beyond what the shared pools have on hand (as of the last validate)."
+    );
+    describe_histogram!(
+        "stockfleet_pool_propagation_seconds",
+        Unit::Seconds,
+        "Pooled stock: time from an order seen on one marketplace (from) to another marketplace of its pool (to) accepting the quantity that follows; the window in which both may sell the same unit."
+    );
     describe_counter!(
         "stockfleet_reconciliation_rows_total",
         "Stock rows looked at by the reconciliation, by marketplace and outcome."

@@ -222,6 +222,7 @@ async fn enqueue_stale(
             locked: row.get("locked_stock"),
             available: row.get("available_stock"),
             change_type: RECONCILIATION.to_owned(),
+            origin: None,
         };
         messages.push(OutboxMessage::event(
             Envelope::new(STOCK_CHANGED, code, &payload),

@@ -170,6 +170,16 @@ pub fn metrics() -> &'static PrometheusHandle {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ])
             .expect("non-empty buckets")
+            // The cross-marketplace race spans rate limits and retries: seconds to minutes.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "stockfleet_pool_propagation_seconds".to_owned(),
+                ),
+                &[
+                    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ],
+            )
+            .expect("non-empty buckets")
             .build_recorder();
         let handle = recorder.handle();
         // Fails only when another recorder is installed: then ours stays unused.

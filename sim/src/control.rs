@@ -26,6 +26,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/orders/{marketplace}/{id}/status", post(move_order))
         .route("/care", post(create_care))
         .route("/requests", get(list_requests))
+        .route("/requests/rates", get(request_rates))
         .route("/pushes", get(list_pushes))
         .route("/faults", get(list_faults))
         .route(
@@ -319,6 +320,24 @@ async fn list_requests(State(sim): State<Arc<Sim>>, Query(filter): Query<Filter>
             .cloned()
             .collect::<Vec<_>>()
     }))
+}
+
+/// Requests per marketplace, class and caller, with the busiest minute and
+/// the class's limit over a minute (null = none).
+async fn request_rates(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    let mut inner = sim.lock();
+    let rates = crate::rates::summarise(&inner.requests);
+    let rows: Vec<Value> = rates
+        .into_iter()
+        .map(|rate| {
+            let limit =
+                crate::rates::limit_per_minute(&inner.mp(rate.marketplace).limits, rate.class);
+            let mut row = serde_json::to_value(&rate).unwrap_or_default();
+            row["limit_per_minute"] = json!(limit);
+            row
+        })
+        .collect();
+    Json(Value::Array(rows))
 }
 
 /// Every quantity pushed through a marketplace API, and each listing's current quantity.

@@ -16,6 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::sync::Arc;
 
+/// The header the fleet names its caller kind in (poller, publisher, cli).
+const CALLER_HEADER: &str = "x-stockfleet-caller";
+
 #[derive(Clone)]
 struct Guard {
     sim: Arc<Sim>,
@@ -36,10 +39,19 @@ async fn guard_request(State(guard): State<Guard>, request: Request, next: Next)
         .get::<OriginalUri>()
         .map(|uri| uri.0.to_string())
         .unwrap_or_else(|| request.uri().to_string());
-    let id = guard
-        .sim
-        .lock()
-        .begin_request(guard.mp, request.method().as_str(), &path);
+    let listing_path = guard.mp.is_listing_path(request.uri().path());
+    let caller = request
+        .headers()
+        .get(CALLER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let id = guard.sim.lock().begin_request(
+        guard.mp,
+        request.method().as_str(),
+        &path,
+        listing_path,
+        caller,
+    );
     let response = guarded(&guard, request, next).await;
     guard
         .sim

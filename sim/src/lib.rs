@@ -16,6 +16,7 @@ mod guard;
 mod money;
 mod oauth;
 mod pages;
+mod rates;
 mod refurbed;
 pub mod state;
 mod webhook;

@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod api;
+pub mod audit;
+pub mod bench_fleet;
 pub mod broker;
 mod proxy;
 mod sim;

@@ -8,6 +8,8 @@ pub mod orders;
 pub mod oversold;
 pub mod overview;
 pub mod page;
+pub mod pool_checks;
+pub mod pools;
 pub mod queues;
 pub mod scope;
 pub mod stock;

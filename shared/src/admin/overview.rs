@@ -110,7 +110,7 @@ pub struct Totals {
     pub open_orders: i64,
     pub orders_with_unknown_sku: i64,
     pub outbox_backlog: i64,
-    /// Units locked beyond what was listed, over every row (see [`super::oversold`]).
+    /// Units locked beyond what was listed, over every allocated row and every pool (see [`super::oversold`]).
     pub oversold_units: i64,
 }
 
@@ -118,14 +118,19 @@ pub async fn totals(pool: &PgPool) -> sqlx::Result<Totals> {
     sqlx::query_as(
         "SELECT
             (SELECT count(*) FROM marketplace_stock) AS stock_rows,
-            (SELECT COALESCE(sum(listed_stock), 0)::bigint FROM marketplace_stock) AS listed_units,
+            (SELECT COALESCE(sum(listed_stock), 0)::bigint
+             + (SELECT COALESCE(sum(on_hand), 0) FROM stock_pools) FROM marketplace_stock) AS listed_units,
             (SELECT COALESCE(sum(locked_stock), 0)::bigint FROM marketplace_stock) AS locked_units,
             (SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'locked') AS active_locks,
             (SELECT count(*) FROM orders WHERE status IN ('unpaid', 'pending', 'accepted')) AS open_orders,
             (SELECT count(*) FROM orders WHERE has_unknown_sku) AS orders_with_unknown_sku,
             (SELECT count(*) FROM outbox) AS outbox_backlog,
-            (SELECT COALESCE(sum(locked_stock - listed_stock), 0)::bigint FROM marketplace_stock
-             WHERE locked_stock > listed_stock) AS oversold_units",
+            (SELECT COALESCE(sum(locked_stock - listed_stock), 0)::bigint FROM marketplace_stock s
+             WHERE locked_stock > listed_stock
+               AND NOT EXISTS (SELECT 1 FROM stock_pools p WHERE p.variation_id = s.variation_id))
+            + (SELECT COALESCE(sum(GREATEST(k.locked - p.on_hand, 0)), 0)::bigint FROM stock_pools p
+               JOIN LATERAL (SELECT sum(locked_stock) AS locked FROM marketplace_stock
+                             WHERE variation_id = p.variation_id) k ON true) AS oversold_units",
     )
     .fetch_one(pool)
     .await

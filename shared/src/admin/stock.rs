@@ -7,6 +7,7 @@ use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::domain::input;
 use crate::domain::ledger::{self as rules, ChangeType, StockLevels};
+use crate::domain::pool::{self, StockMode};
 use crate::events::{STOCK_CHANGED, StockChanged};
 use crate::ledger::HistoryColumns;
 use serde::Serialize;
@@ -24,6 +25,10 @@ pub enum StockError {
     NotCreated(String),
     #[error(transparent)]
     Invalid(#[from] crate::domain::input::Invalid),
+    #[error(
+        "{0} is pooled: its units are the pool's; count them with `stockfleet stock pool {0} --on-hand N` (or unpool it first)"
+    )]
+    Pooled(String),
     #[error("a reason is required for every manual change")]
     MissingReason,
     #[error(transparent)]
@@ -56,6 +61,12 @@ pub struct StockRowView {
     pub stock_known: bool,
     pub last_api_quantity: Option<i32>,
     pub last_synced_at: Option<String>,
+    /// `allocated` (the row's own listed stock) or `pooled` (`available` and
+    /// `buffered` are then the pool's, `locked` this marketplace's locks on it).
+    pub mode: &'static str,
+    /// A pooled row's pool: units on hand, every marketplace's locks.
+    pub pool_on_hand: Option<i32>,
+    pub pool_locked: Option<i32>,
 }
 
 /// Applies a correction to (sku, marketplace); creates the variation when
@@ -111,6 +122,14 @@ pub async fn correct(
     .fetch_one(&mut *tx)
     .await?;
     let stock_id: i64 = row.get("id");
+    let pooled: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stock_pools WHERE variation_id = $1)")
+            .bind(variation_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if pooled {
+        return Err(StockError::Pooled(sku.to_owned()));
+    }
     let levels = StockLevels::new(row.get("listed_stock"), row.get("locked_stock"));
     let max = crate::config::max_stock_level();
     let (delta, change_type) = match correction {
@@ -155,6 +174,7 @@ pub async fn correct(
         locked: change.after.locked,
         available: change.after.available(),
         change_type: change_type.as_str().to_owned(),
+        origin: None,
     };
     let envelope = Envelope::new(STOCK_CHANGED, marketplace, &payload);
     outbox::enqueue(&mut tx, &[OutboxMessage::event(envelope, None)]).await?;
@@ -191,11 +211,15 @@ pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockEr
 pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRowView>> {
     let rows = sqlx::query(concat!(
         "SELECT s.id, v.sku, m.code, s.listed_stock, s.locked_stock, s.available_stock,
-                s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at, ",
+                s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at,
+                s.marketplace_id, p.on_hand AS pool_on_hand, p.last_units, p.last_units_marketplace_id,
+                (SELECT sum(o.locked_stock)::int FROM marketplace_stock o
+                 WHERE p.variation_id IS NOT NULL AND o.variation_id = s.variation_id) AS pool_locked, ",
         buffer_rule_columns!(),
         " FROM marketplace_stock s
          JOIN variations v ON v.id = s.variation_id
          JOIN marketplaces m ON m.id = s.marketplace_id
+         LEFT JOIN stock_pools p ON p.variation_id = s.variation_id
          WHERE ($1::text IS NULL OR v.sku = $1) AND ($2::text IS NULL OR m.code = $2)
          ORDER BY v.sku, m.code LIMIT $3 OFFSET $4"
     ))
@@ -209,7 +233,20 @@ pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRo
         .into_iter()
         .map(|row| {
             let rule = buffer_rule(&row);
-            let available: i32 = row.get("available_stock");
+            let pool_on_hand: Option<i32> = row.get("pool_on_hand");
+            let pool_locked: Option<i32> = row.get("pool_locked");
+            let (mode, available, buffered) = match (pool_on_hand, pool_locked) {
+                (Some(on_hand), Some(locked)) => {
+                    let levels = StockLevels::new(on_hand, locked);
+                    let hold = crate::pools::last_units(&row);
+                    let shown = pool::shown(levels, hold, row.get("marketplace_id"), &rule);
+                    (StockMode::Pooled, levels.available(), shown)
+                }
+                _ => {
+                    let available: i32 = row.get("available_stock");
+                    (StockMode::Allocated, available, rule.buffered(available))
+                }
+            };
             StockRowView {
                 stock_id: row.get("id"),
                 sku: row.get("sku"),
@@ -217,10 +254,13 @@ pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRo
                 listed: row.get("listed_stock"),
                 locked: row.get("locked_stock"),
                 available,
-                buffered: rule.buffered(available),
+                buffered,
                 stock_known: row.get("stock_known"),
                 last_api_quantity: row.get("last_api_quantity"),
                 last_synced_at: row.get("last_synced_at"),
+                mode: mode.as_str(),
+                pool_on_hand,
+                pool_locked,
             }
         })
         .collect())

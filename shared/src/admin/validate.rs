@@ -2,7 +2,7 @@
 //! row, plus reports (stale locks, orders with unknown SKUs, rows of unknown
 //! stock); `--repair` recomputes drifted counters with a `reconciliation`
 //! history row per correction, then bridges broken history chains
-//! ([`history_chain`]).
+//! ([`history_chain`]). Pools have their own checks ([`super::pool_checks`]).
 
 use super::history_chain;
 use crate::bus::Envelope;
@@ -132,7 +132,13 @@ pub async fn validate(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Repo
             ),
         });
     }
+    report
+        .violations
+        .extend(super::pool_checks::violations(pool).await?);
     report.findings = findings(pool, stale_after).await?;
+    report
+        .findings
+        .extend(super::pool_checks::oversold(pool).await?);
     report.oversold_units = super::oversold::by_marketplace(pool).await?;
     super::oversold::record(pool).await?;
     Ok(report)
@@ -185,7 +191,9 @@ async fn findings(pool: &PgPool, stale_after: Duration) -> sqlx::Result<Vec<Find
     let unknown_stock = sqlx::query(
         "SELECT v.sku, m.code, s.locked_stock FROM marketplace_stock s
          JOIN variations v ON v.id = s.variation_id JOIN marketplaces m ON m.id = s.marketplace_id
-         WHERE NOT s.stock_known ORDER BY v.sku, m.code",
+         WHERE NOT s.stock_known
+           AND NOT EXISTS (SELECT 1 FROM stock_pools p WHERE p.variation_id = s.variation_id)
+         ORDER BY v.sku, m.code",
     )
     .fetch_all(pool)
     .await?;
@@ -267,6 +275,9 @@ async fn drift(pool: &PgPool) -> sqlx::Result<Vec<Drift>> {
 /// get their bridge. Returns the rows corrected or bridged.
 pub async fn repair(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
     let mut repaired = recompute(pool, actor).await?;
+    for variation in super::pool_checks::repair(pool, actor).await? {
+        tracing::info!(variation, "validate --repair: pool history bridged");
+    }
     for bridged in history_chain::bridge(pool, actor).await? {
         if !repaired.contains(&bridged) {
             repaired.push(bridged);
@@ -331,6 +342,7 @@ async fn recompute(pool: &PgPool, actor: &str) -> sqlx::Result<Vec<i64>> {
             locked: corrected.locked,
             available: corrected.available(),
             change_type: ChangeType::Reconciliation.as_str().to_owned(),
+            origin: None,
         };
         let envelope = Envelope::new(STOCK_CHANGED, &candidate.marketplace, &payload);
         outbox::enqueue(&mut tx, &[OutboxMessage::event(envelope, None)]).await?;

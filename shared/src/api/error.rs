@@ -96,7 +96,9 @@ impl From<StockError> for ApiError {
             StockError::MissingReason => {
                 ApiError::Invalid(Invalid::new("reason", error.to_string()))
             }
-            StockError::Ledger(_) => ApiError::BadRequest(error.to_string()),
+            StockError::Ledger(_) | StockError::Pooled(_) => {
+                ApiError::BadRequest(error.to_string())
+            }
             StockError::Invalid(invalid) => invalid.into(),
             StockError::Database(error) => error.into(),
         }

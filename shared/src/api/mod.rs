@@ -20,6 +20,7 @@ pub mod openapi;
 mod ops;
 mod orders;
 mod pages;
+mod pools;
 mod routes;
 mod sync;
 mod webhook;
@@ -99,6 +100,7 @@ pub fn router(api: Api) -> Router {
     let (documented, _) = openapi::split();
     Router::new()
         .merge(documented)
+        .merge(pools::router())
         .merge(dashboard::router())
         .merge(pages::router())
         .merge(webhook::router())

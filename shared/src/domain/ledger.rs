@@ -82,6 +82,10 @@ pub enum ChangeType {
     ApiSync,
     Lock,
     Unlock,
+    /// A row's units moved into its variation's pool.
+    Pool,
+    /// A pool's units given back to its rows.
+    Unpool,
 }
 
 impl ChangeType {
@@ -96,6 +100,8 @@ impl ChangeType {
             ChangeType::ApiSync => "api_sync",
             ChangeType::Lock => "lock",
             ChangeType::Unlock => "unlock",
+            ChangeType::Pool => "pool",
+            ChangeType::Unpool => "unpool",
         }
     }
 }

@@ -104,6 +104,11 @@ impl Budget {
         }
     }
 
+    /// Who spends this budget: `poller`, `publisher`, `cli`.
+    pub fn caller(&self) -> &'static str {
+        self.caller
+    }
+
     fn lease(&self, class: EndpointClass) -> &Mutex<Lease> {
         match class {
             EndpointClass::Orders => &self.orders,

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+/// The request header naming the kind of process that sent a call
+/// (`poller`, `publisher`, `cli`); the simulator counts requests by it.
+pub(crate) const CALLER_HEADER: &str = "x-stockfleet-caller";
 /// Used when a 429 carries neither Retry-After nor X-RateLimit-Reset: Back
 /// Market documents a 10 s block, the others are silent.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -90,6 +93,12 @@ impl HttpClient {
 
     /// Sends a request; anything but a 2xx becomes a classified error.
     pub async fn send(&self, request: RequestBuilder) -> Result<Reply, MarketplaceError> {
+        // The caller kind rides along so the simulator (and an audit) can
+        // count each kind's requests against the marketplace's limits.
+        let request = match &self.budget {
+            Some(budget) => request.header(CALLER_HEADER, budget.caller()),
+            None => request,
+        };
         let request = request
             .build()
             .map_err(|e| self.scrubbed_invalid(error_chain(&e)))?;

@@ -1,0 +1,219 @@
+//! One sync run: exclusive across the fleet by advisory lock, recorded in
+//! `sync_runs`, succeeded, partial (cut by the budget) or failed.
+
+use super::fetch::fetch_all;
+use super::kinds::SyncType;
+use crate::marketplace::Marketplace;
+use crate::marketplace::budget::{self, Priority};
+use crate::marketplace::directory::MarketplaceRow;
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    /// `stockfleet sync`, inline.
+    Manual,
+    /// A `sync.<mp>.<type>` command on the bus.
+    Fleet,
+}
+
+impl Trigger {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Fleet => "fleet",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub trigger: Trigger,
+    /// Modified and care syncs: read from this many days back instead of the cursor.
+    pub days_back: Option<u32>,
+    /// Skip the run when a successful run of the same type started after this
+    /// time (the request it answers is already satisfied).
+    pub satisfied_after: Option<DateTime<Utc>>,
+    /// Stop between pages when cancelled.
+    pub shutdown: CancellationToken,
+}
+
+impl RunOptions {
+    pub fn new(trigger: Trigger, shutdown: CancellationToken) -> Self {
+        Self {
+            trigger,
+            days_back: None,
+            satisfied_after: None,
+            shutdown,
+        }
+    }
+}
+
+/// The record of one run, as in `sync_runs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub fetched: u32,
+    pub created: u32,
+    pub updated: u32,
+    pub events: u32,
+    pub errors: u32,
+    pub pages: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded(RunSummary),
+    /// Cut short by the marketplace's rate limit or the request budget: what
+    /// was fetched is stored, `error` says where it stopped, the next run
+    /// catches up.
+    Partial(RunSummary),
+    Failed(RunSummary),
+    /// Another run of this (marketplace, type) is under way.
+    Busy,
+    /// A run since the request already covered it.
+    Satisfied,
+}
+
+/// How a run's fetching ended when nothing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Finished {
+    Complete,
+    /// Stopped early by the rate limit or the budget: why, for `error_text`.
+    Partial(String),
+}
+
+impl Finished {
+    fn status(result: &Result<Finished, String>) -> &'static str {
+        match result {
+            Ok(Finished::Complete) => "succeeded",
+            Ok(Finished::Partial(_)) => "partial",
+            Err(_) => "failed",
+        }
+    }
+}
+
+/// Runs one sync of `sync_type` on `marketplace` if no other run of it is in
+/// progress anywhere. `progress` sees the summary after each page.
+#[tracing::instrument(name = "sync", skip_all, fields(
+    otel.name = format!("sync {} {}", marketplace.code, sync_type.as_str()),
+    marketplace = %marketplace.code,
+    sync_type = sync_type.as_str(),
+    trace_id = tracing::field::Empty,
+))]
+pub async fn run(
+    pool: &PgPool,
+    marketplace: &MarketplaceRow,
+    adapter: &dyn Marketplace,
+    sync_type: SyncType,
+    options: &RunOptions,
+    progress: &(dyn Fn(&RunSummary) + Sync),
+) -> anyhow::Result<RunOutcome> {
+    crate::telemetry::record_trace_id(&tracing::Span::current());
+    // The transaction-scoped advisory lock is the run's exclusivity: it dies
+    // with the transaction, so a crashed or killed run leaves no lock behind.
+    let mut guard = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+        .bind(marketplace.id)
+        .bind(sync_type.lock_key())
+        .fetch_one(&mut *guard)
+        .await?;
+    if !locked {
+        return Ok(RunOutcome::Busy);
+    }
+    // Runs left `running` by a dead process can be closed now: we hold the lock.
+    sqlx::query(
+        "UPDATE sync_runs SET status = 'failed', finished_at = now(),
+                error_text = 'the run died before finishing (process killed or crashed)'
+         WHERE marketplace_id = $1 AND sync_type = $2 AND status = 'running'",
+    )
+    .bind(marketplace.id)
+    .bind(sync_type.as_str())
+    .execute(pool)
+    .await?;
+    if let Some(after) = options.satisfied_after {
+        let satisfied: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE marketplace_id = $1 AND sync_type = $2
+                            AND status = 'succeeded' AND started_at >= $3)",
+        )
+        .bind(marketplace.id)
+        .bind(sync_type.as_str())
+        .bind(after)
+        .fetch_one(pool)
+        .await?;
+        if satisfied {
+            return Ok(RunOutcome::Satisfied);
+        }
+    }
+
+    let started = Instant::now();
+    let row = sqlx::query(
+        "INSERT INTO sync_runs (marketplace_id, sync_type, trigger) VALUES ($1, $2, $3)
+         RETURNING id, started_at",
+    )
+    .bind(marketplace.id)
+    .bind(sync_type.as_str())
+    .bind(options.trigger.as_str())
+    .fetch_one(pool)
+    .await?;
+    let mut summary = RunSummary {
+        run_id: row.get("id"),
+        ..RunSummary::default()
+    };
+    let started_at: DateTime<Utc> = row.get("started_at");
+    // New-orders polls (and the modified walk) before care and incomplete syncs.
+    let priority = match sync_type {
+        SyncType::New | SyncType::Modified => Priority::High,
+        SyncType::Care | SyncType::Incomplete => Priority::Low,
+    };
+    let fetch = fetch_all(
+        pool,
+        marketplace,
+        adapter,
+        sync_type,
+        options,
+        started_at,
+        &mut summary,
+        progress,
+    );
+    let fetched = budget::with_priority(priority, fetch).await;
+    match &fetched {
+        Err(error) => {
+            summary.errors += 1;
+            summary.error = Some(error.clone());
+        }
+        Ok(Finished::Partial(reason)) => summary.error = Some(reason.clone()),
+        Ok(Finished::Complete) => {}
+    }
+    let status = Finished::status(&fetched);
+    sqlx::query(
+        "UPDATE sync_runs SET status = $2, finished_at = now(), fetched = $3, created = $4,
+                updated = $5, errors = $6, duration_ms = $7, error_text = $8
+         WHERE id = $1",
+    )
+    .bind(summary.run_id)
+    .bind(status)
+    .bind(summary.fetched as i32)
+    .bind(summary.created as i32)
+    .bind(summary.updated as i32)
+    .bind(summary.errors as i32)
+    .bind(started.elapsed().as_millis() as i64)
+    .bind(&summary.error)
+    .execute(pool)
+    .await?;
+    guard.commit().await?;
+    metrics::counter!("stockfleet_sync_runs_total", "marketplace" => marketplace.code.clone(),
+        "type" => sync_type.as_str(), "status" => status)
+    .increment(1);
+    Ok(match fetched {
+        Ok(Finished::Complete) => RunOutcome::Succeeded(summary),
+        Ok(Finished::Partial(_)) => RunOutcome::Partial(summary),
+        Err(_) => RunOutcome::Failed(summary),
+    })
+}

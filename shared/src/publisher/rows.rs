@@ -1,0 +1,232 @@
+//! A stock row as the publisher reads it at send time, and pushing it.
+
+use super::PublisherHandler;
+use super::commit::{Effects, SyncNote};
+use super::handler::handler_error;
+use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
+use crate::bus::HandlerError;
+use crate::domain::ledger::{ChangeType, StockLevels};
+use crate::domain::pool;
+use crate::domain::push_guard::{PollCover, PushDecision, decide, estimate_shown};
+use crate::events::PoolOrigin;
+use crate::marketplace::budget;
+use crate::pools::last_units;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// A stock row as the publisher reads it at send time.
+pub(super) struct RowState {
+    variation_id: i64,
+    sku: String,
+    known: bool,
+    pub(super) target: u32,
+    last_api_quantity: Option<i32>,
+    /// Units of the row's orders known now (every lock row).
+    taken: i32,
+    /// `taken` when `last_api_quantity` was computed.
+    last_api_taken: Option<i32>,
+    decrements_on_order: bool,
+    cover: PollCover,
+}
+
+impl RowState {
+    /// What the marketplace shows now, as far as we know (push_guard).
+    pub(super) fn shown_estimate(&self) -> Option<i32> {
+        let taken_since = self.taken - self.last_api_taken.unwrap_or(self.taken);
+        estimate_shown(
+            self.last_api_quantity,
+            taken_since,
+            self.decrements_on_order,
+        )
+    }
+}
+
+/// One row's messages in a batch: which one carries the outcome, and whether
+/// a reconciliation asked for the marketplace's quantity.
+pub(super) struct Group {
+    pub(super) carrier: usize,
+    pub(super) reconcile: bool,
+    /// The earliest order of another marketplace of the row's pool behind
+    /// these messages: the push that follows ends its race window.
+    pub(super) origin: Option<PoolOrigin>,
+}
+
+impl Group {
+    pub(super) fn note_origin(&mut self, origin: Option<PoolOrigin>, own: &str) {
+        let Some(origin) = origin.filter(|origin| origin.marketplace != own) else {
+            return;
+        };
+        if self
+            .origin
+            .as_ref()
+            .is_none_or(|seen| origin.seen_at < seen.seen_at)
+        {
+            self.origin = Some(origin);
+        }
+    }
+}
+
+impl PublisherHandler {
+    pub(super) async fn load_rows(&self, ids: &[i64]) -> sqlx::Result<HashMap<i64, RowState>> {
+        let rows = sqlx::query(concat!(
+            "SELECT s.id, s.variation_id, COALESCE(l.sku, v.sku) AS sku,
+                    s.available_stock, s.stock_known, s.last_api_quantity,
+                    p.on_hand AS pool_on_hand, p.last_units, p.last_units_marketplace_id,
+                    (SELECT COALESCE(sum(o.locked_stock), 0)::int FROM marketplace_stock o
+                     WHERE o.variation_id = s.variation_id) AS pool_locked,
+                    s.last_api_taken, s.last_synced_at, now() AS db_now,
+                    m.increase_freshness_seconds,
+                    COALESCE(m.decrements_on_order, true) AS decrements_on_order,
+                    (SELECT COALESCE(sum(k.quantity_locked), 0)::int FROM marketplace_stock_locks k
+                     WHERE k.stock_id = s.id) AS taken,
+                    (SELECT max(k.created_at) FROM marketplace_stock_locks k
+                     WHERE k.stock_id = s.id) AS order_learned_at,
+                    (SELECT max(r.started_at) FROM sync_runs r
+                     WHERE r.marketplace_id = m.id AND r.sync_type = 'new' AND r.status = 'succeeded')
+                        AS poll_started_at,
+                    EXISTS (SELECT 1 FROM order_items i JOIN orders o ON o.id = i.order_id
+                            WHERE i.variation_id = s.variation_id AND o.marketplace_id = m.id
+                              AND (i.status IN ('pending', 'accepted', 'shipped')
+                                   OR (i.status = 'unpaid' AND m.lock_unpaid_orders))
+                              AND NOT EXISTS (SELECT 1 FROM marketplace_stock_locks k
+                                  WHERE k.marketplace_id = m.id AND k.order_external_id = o.external_id
+                                    AND k.order_item_external_id = i.external_id))
+                        AS orders_unapplied, ",
+            buffer_rule_columns!(),
+            " FROM marketplace_stock s
+             JOIN variations v ON v.id = s.variation_id
+             JOIN marketplaces m ON m.id = s.marketplace_id
+             LEFT JOIN stock_pools p ON p.variation_id = s.variation_id
+             LEFT JOIN listings l ON l.variation_id = s.variation_id AND l.marketplace_id = s.marketplace_id
+             WHERE s.id = ANY($1) AND s.marketplace_id = $2"
+        ))
+        .bind(ids)
+        .bind(self.marketplace.id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let decrements_on_order = row.get("decrements_on_order");
+                let rule = buffer_rule(&row);
+                // A pooled row shows its rule over the pool (and the last-units hold).
+                let pool = row
+                    .get::<Option<i32>, _>("pool_on_hand")
+                    .map(|on_hand| StockLevels::new(on_hand, row.get("pool_locked")));
+                let target = match pool {
+                    Some(levels) => {
+                        pool::shown(levels, last_units(&row), self.marketplace.id, &rule)
+                    }
+                    None => rule.buffered(row.get("available_stock")),
+                };
+                let state = RowState {
+                    variation_id: row.get("variation_id"),
+                    sku: row.get("sku"),
+                    known: pool.is_some() || row.get::<bool, _>("stock_known"),
+                    target,
+                    last_api_quantity: row.get("last_api_quantity"),
+                    taken: row.get("taken"),
+                    last_api_taken: row.get("last_api_taken"),
+                    decrements_on_order,
+                    cover: PollCover {
+                        poll_started_at: row.get("poll_started_at"),
+                        last_push_at: row.get("last_synced_at"),
+                        order_learned_at: row.get("order_learned_at"),
+                        orders_unapplied: row.get("orders_unapplied"),
+                        decrements_on_order,
+                        now: row.get("db_now"),
+                        freshness: chrono::Duration::seconds(i64::from(
+                            row.get::<i32, _>("increase_freshness_seconds"),
+                        )),
+                    },
+                };
+                (row.get("id"), state)
+            })
+            .collect())
+    }
+
+    /// Pushes (or skips, or defers) one row; records what it did in `effects`.
+    pub(super) async fn sync_row(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        group: &Group,
+        reference: &str,
+        effects: &mut Effects,
+    ) -> Result<(), HandlerError> {
+        let code = &self.marketplace.code;
+        if !row.known {
+            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unknown_stock").increment(1);
+            return Ok(());
+        }
+        let target = row.target as i32;
+        let key = (stock_id, row.variation_id, self.marketplace.id);
+        // What the marketplace shows now, as far as we know.
+        let shown = if group.reconcile {
+            let read = self.call("listing_quantity", || {
+                self.adapter.listing_quantity(&row.sku)
+            });
+            let reported = budget::with_priority(budget::Priority::Low, read)
+                .await
+                .map_err(handler_error)?;
+            let reported = i32::try_from(reported).unwrap_or(i32::MAX);
+            if row.last_api_quantity != Some(reported) {
+                let note = format!(
+                    "{code} showed {reported} while we last pushed {}; our quantity is {target}",
+                    row.last_api_quantity
+                        .map_or("nothing".to_owned(), |q| q.to_string())
+                );
+                effects.notes.push(SyncNote {
+                    key,
+                    change_type: ChangeType::Reconciliation,
+                    quantity: reported - row.last_api_quantity.unwrap_or(0),
+                    note,
+                    reference: reference.to_owned(),
+                });
+            }
+            Some(reported)
+        } else {
+            row.shown_estimate()
+        };
+        let priority = match decide(target, shown, row.cover.covers()) {
+            PushDecision::Unchanged => {
+                if group.reconcile {
+                    effects.synced.push((stock_id, target, row.taken));
+                }
+                metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
+                return Ok(());
+            }
+            PushDecision::WaitForPoll => {
+                effects.request_poll = true;
+                return Err(HandlerError::Deferred(format!(
+                    "increase of {} on {code} to {target} (it shows {}) waits for a new-orders poll \
+                     started after the last push and stock change",
+                    row.sku,
+                    shown.map_or("nothing".to_owned(), |q| q.to_string())
+                )));
+            }
+            // A decrease protects against overselling: it goes before increases.
+            PushDecision::Decrease => budget::Priority::High,
+            PushDecision::Increase => budget::Priority::Low,
+        };
+        if let Some(budget) = &self.quantity_budget {
+            budget.wait().await;
+        }
+        let push = self.call("set_listing_quantity", || {
+            self.adapter.set_listing_quantity(&row.sku, row.target)
+        });
+        budget::with_priority(priority, push)
+            .await
+            .map_err(handler_error)?;
+        effects.synced.push((stock_id, target, row.taken));
+        let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
+        effects.notes.push(SyncNote {
+            key,
+            change_type: ChangeType::ApiSync,
+            quantity: target - shown.unwrap_or(0),
+            note: format!("pushed {target} to {code} (was {before})"),
+            reference: reference.to_owned(),
+        });
+        Ok(())
+    }
+}
