@@ -33,7 +33,7 @@ struct DeadLetterQuery {
     queue: Option<String>,
     marketplace: Option<String>,
     /// transient, permanent or broker.
-    #[param(value_type = Option<ErrorKind>, inline)]
+    #[param(pattern = "^(transient|permanent|broker)?$")]
     kind: Option<String>,
     /// Last failed at least this long ago: 30s, 10m, 2h, 1d.
     older_than: Option<String>,
@@ -48,23 +48,13 @@ struct DeadLetterQuery {
     offset: Option<i64>,
 }
 
-/// A dead letter's failure kind (`x-error-kind`).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // documents the values `kind` takes
-enum ErrorKind {
-    Transient,
-    Permanent,
-    Broker,
-}
-
 /// The dead letters to replay or purge: the list's filters, or `ids`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettleBody {
     queue: Option<String>,
     marketplace: Option<String>,
-    #[schema(value_type = Option<ErrorKind>)]
+    #[schema(pattern = "^(transient|permanent|broker)?$")]
     kind: Option<String>,
     older_than: Option<String>,
     newer_than: Option<String>,

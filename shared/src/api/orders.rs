@@ -83,24 +83,13 @@ async fn order(
 #[serde(deny_unknown_fields)]
 struct StatusChangeBody {
     /// accepted, shipped, cancelled or returned.
-    #[schema(value_type = TargetStatus)]
+    #[schema(pattern = "^(accepted|shipped|cancelled|returned)$")]
     status: String,
     /// Item ids to move; empty or absent: every item of the order.
     #[serde(default)]
     items: Vec<String>,
     /// Tracking of a shipment (Back Market needs the number to ship).
     tracking: Option<TrackingBody>,
-}
-
-/// The statuses an operator may ask for (documentation).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum TargetStatus {
-    Accepted,
-    Shipped,
-    Cancelled,
-    Returned,
 }
 
 #[derive(Deserialize, ToSchema)]
