@@ -80,7 +80,7 @@ const SORTS: [(&str, &str); 6] = [
 pub struct OrderQuery {
     pub marketplace: Option<String>,
     /// A normalised status, or `unknown`.
-    #[param(value_type = Option<StatusFilter>, inline)]
+    #[param(pattern = "^(unpaid|pending|accepted|shipped|cancelled|returned|unknown)?$")]
     pub status: Option<String>,
     /// Placed at or after: an RFC 3339 time or a date (its 00:00 UTC).
     pub since: Option<String>,
@@ -91,50 +91,16 @@ pub struct OrderQuery {
     /// Only orders holding an item whose SKU we do not know.
     pub unknown_sku: Option<bool>,
     /// placed, updated (the default), status, marketplace, total or order_id.
-    #[param(value_type = Option<OrderSort>, inline)]
+    #[param(pattern = "^(placed|updated|status|marketplace|total|order_id)?$")]
     pub sort: Option<String>,
     /// asc or desc (the default).
-    #[param(value_type = Option<SortOrder>, inline)]
+    #[param(pattern = "^(asc|desc)?$")]
     pub order: Option<String>,
     /// Rows per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
-}
-
-/// The values of `status=` (documentation).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum StatusFilter {
-    Unpaid,
-    Pending,
-    Accepted,
-    Shipped,
-    Cancelled,
-    Returned,
-    Unknown,
-}
-
-/// The values of `sort=` (documentation).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum OrderSort {
-    Placed,
-    Updated,
-    Status,
-    Marketplace,
-    Total,
-    OrderId,
-}
-
-/// The values of `order=` (documentation).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum SortOrder {
-    Asc,
-    Desc,
 }
 
 /// An order query with every value checked.

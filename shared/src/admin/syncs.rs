@@ -68,15 +68,21 @@ const SORTS: [(&str, &str); 4] = [
 pub struct SyncRunQuery {
     pub marketplace: Option<String>,
     /// new, modified, care, incomplete or stock.
+    #[param(pattern = "^(new|modified|care|incomplete|stock)?$")]
     pub sync_type: Option<String>,
     /// running, succeeded, partial or failed.
+    #[param(pattern = "^(running|succeeded|partial|failed)?$")]
     pub status: Option<String>,
     /// started (the default), finished, duration or marketplace.
+    #[param(pattern = "^(started|finished|duration|marketplace)?$")]
     pub sort: Option<String>,
     /// asc or desc (the default).
+    #[param(pattern = "^(asc|desc)?$")]
     pub order: Option<String>,
     /// Rows per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

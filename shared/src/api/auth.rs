@@ -25,6 +25,31 @@ impl FromRequestParts<Api> for Caller {
     }
 }
 
+/// The proof a dashboard form carries that it was rendered for this
+/// session: a digest of the signed-in token, which a page elsewhere cannot
+/// read, so it cannot forge the form.
+pub(super) fn form_proof(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("stockfleet form:{token}").as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The caller of a dashboard form: its cookie's token, if the form's
+/// `proof` was made from that token ([`form_proof`]).
+pub(super) async fn form_caller(
+    api: &Api,
+    headers: &HeaderMap,
+    proof: &str,
+) -> Result<Caller, ApiError> {
+    let token = cookie(headers).ok_or(ApiError::Unauthenticated)?;
+    if form_proof(token) != proof {
+        return Err(ApiError::Unauthenticated);
+    }
+    tokens::authenticate(&api.db, token)
+        .await?
+        .ok_or(ApiError::Unauthenticated)
+}
+
 /// Refuses a caller whose role is below `role`.
 pub(super) fn require(caller: &Caller, role: Role) -> Result<(), ApiError> {
     if caller.role >= role {
@@ -40,7 +65,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()

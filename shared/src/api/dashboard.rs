@@ -33,7 +33,7 @@ table{border-collapse:collapse;margin:.3rem 0}td,th{border-bottom:1px solid #ddd
 th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.num{text-align:right}
 .totals span{display:inline-block;margin-right:1.4rem}form.inline{display:inline}";
 
-fn page(title: &str, body: Markup) -> Html<String> {
+pub(super) fn page(title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -50,7 +50,7 @@ fn page(title: &str, body: Markup) -> Html<String> {
     )
 }
 
-fn time(at: Option<DateTime<Utc>>) -> String {
+pub(super) fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "–".into())
 }

@@ -33,7 +33,7 @@ struct DeadLetterQuery {
     queue: Option<String>,
     marketplace: Option<String>,
     /// transient, permanent or broker.
-    #[param(value_type = Option<ErrorKind>, inline)]
+    #[param(pattern = "^(transient|permanent|broker)?$")]
     kind: Option<String>,
     /// Last failed at least this long ago: 30s, 10m, 2h, 1d.
     older_than: Option<String>,
@@ -42,18 +42,10 @@ struct DeadLetterQuery {
     /// One message.
     message_id: Option<String>,
     /// Rows per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
-}
-
-/// A dead letter's failure kind (`x-error-kind`).
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // documents the values `kind` takes
-enum ErrorKind {
-    Transient,
-    Permanent,
-    Broker,
 }
 
 /// The dead letters to replay or purge: the list's filters, or `ids`.
@@ -62,7 +54,7 @@ enum ErrorKind {
 struct SettleBody {
     queue: Option<String>,
     marketplace: Option<String>,
-    #[schema(value_type = Option<ErrorKind>)]
+    #[schema(pattern = "^(transient|permanent|broker)?$")]
     kind: Option<String>,
     older_than: Option<String>,
     newer_than: Option<String>,

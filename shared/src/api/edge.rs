@@ -106,7 +106,7 @@ pub(super) async fn error_bodies(request: Request, next: Next) -> Response {
     answer
 }
 
-fn page(status: StatusCode, message: &str) -> String {
+pub(super) fn page(status: StatusCode, message: &str) -> String {
     maud::html! {
         (maud::DOCTYPE)
         html {

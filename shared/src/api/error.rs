@@ -6,6 +6,8 @@ use crate::admin::stock::StockError;
 use crate::admin::tokens::Role;
 use crate::domain::input::{self, Invalid};
 use crate::domain::listing::{Refused, Unknown};
+use crate::domain::status_change::Refusal;
+use crate::status_changes::RequestError;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +56,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::Unsigned(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -99,6 +101,21 @@ impl From<StockError> for ApiError {
             }
             StockError::Invalid(invalid) => invalid.into(),
             StockError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::NoOrder { .. } => ApiError::NotFound(error.to_string()),
+            RequestError::Refused(Refusal::Illegal(why)) => ApiError::Conflict(why),
+            RequestError::Refused(Refusal::Missing { field, reason }) => {
+                Invalid::new(field, reason).into()
+            }
+            RequestError::NoItem { .. } => Invalid::new("items", error.to_string()).into(),
+            RequestError::Pending(_) => ApiError::Conflict(error.to_string()),
+            RequestError::Database(error) => error.into(),
         }
     }
 }

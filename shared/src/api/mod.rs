@@ -19,6 +19,7 @@ mod error;
 pub mod openapi;
 mod ops;
 mod orders;
+mod pages;
 mod pools;
 mod routes;
 mod sync;
@@ -101,6 +102,7 @@ pub fn router(api: Api) -> Router {
         .merge(documented)
         .merge(pools::router())
         .merge(dashboard::router())
+        .merge(pages::router())
         .merge(webhook::router())
         .route_layer(axum::middleware::from_fn(measure))
         // A wedged database or broker answers 503 instead of holding the

@@ -10,9 +10,8 @@ use crate::admin::page::Page;
 use crate::admin::tokens::{Caller, Role};
 use crate::domain::OrderStatus;
 use crate::domain::input::Invalid;
-use crate::domain::status_change::Refusal;
 use crate::events::CommandTracking;
-use crate::status_changes::{self, RequestError, StatusChangeView};
+use crate::status_changes::{self, StatusChangeView};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -84,24 +83,13 @@ async fn order(
 #[serde(deny_unknown_fields)]
 struct StatusChangeBody {
     /// accepted, shipped, cancelled or returned.
-    #[schema(value_type = TargetStatus)]
+    #[schema(pattern = "^(accepted|shipped|cancelled|returned)$")]
     status: String,
     /// Item ids to move; empty or absent: every item of the order.
     #[serde(default)]
     items: Vec<String>,
     /// Tracking of a shipment (Back Market needs the number to ship).
     tracking: Option<TrackingBody>,
-}
-
-/// The statuses an operator may ask for (documentation).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum TargetStatus {
-    Accepted,
-    Shipped,
-    Cancelled,
-    Returned,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -133,9 +121,10 @@ async fn change_status(
     JsonBody(body): JsonBody<StatusChangeBody>,
 ) -> Result<(StatusCode, Json<StatusChangeView>), ApiError> {
     require(&caller, Role::Operator)?;
-    let missing = || ApiError::NotFound(format!("no order {order_id:?} on {marketplace:?}"));
     if !caller.scope.sees(&marketplace) {
-        return Err(missing());
+        return Err(ApiError::NotFound(format!(
+            "no order {order_id:?} on {marketplace:?}"
+        )));
     }
     let target: OrderStatus = body.status.parse().map_err(|reason: String| {
         Invalid::new(
@@ -156,18 +145,7 @@ async fn change_status(
         }),
         actor: &actor,
     };
-    let change = status_changes::request(&api.db, &request)
-        .await
-        .map_err(|error| match error {
-            RequestError::NoOrder { .. } => missing(),
-            RequestError::Refused(Refusal::Illegal(why)) => ApiError::Conflict(why),
-            RequestError::Refused(Refusal::Missing { field, reason }) => {
-                Invalid::new(field, reason).into()
-            }
-            error @ RequestError::NoItem { .. } => Invalid::new("items", error.to_string()).into(),
-            error @ RequestError::Pending(_) => ApiError::Conflict(error.to_string()),
-            RequestError::Database(error) => error.into(),
-        })?;
+    let change = status_changes::request(&api.db, &request).await?;
     tracing::info!(caller = %caller.name, %marketplace, %order_id, %target, "order status change requested");
     Ok((StatusCode::ACCEPTED, Json(change)))
 }

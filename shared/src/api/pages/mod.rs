@@ -1,0 +1,80 @@
+//! Server-rendered pages beyond the overview, one file each, readable
+//! without JavaScript and laid out by the dashboard's `page()`:
+//! [`orders`] (`/orders`) and [`order`] (`/orders/{marketplace}/{order_id}`,
+//! with the operators' status-change form). Signed in with the dashboard's
+//! cookie; a refusal is answered as a page, not JSON.
+
+mod order;
+mod orders;
+
+use super::{Api, ApiError};
+use axum::Router;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+pub(super) fn router() -> Router<Api> {
+    Router::new().route("/orders", get(orders::page)).route(
+        "/orders/{marketplace}/{order_id}",
+        get(order::page).post(order::change_status),
+    )
+}
+
+/// A page's answer to a failure: to the sign-in page when there is no
+/// valid token, else the error as a small page with its status.
+fn refusal(error: ApiError) -> Response {
+    if matches!(error, ApiError::Unauthenticated) {
+        return Redirect::to("/login").into_response();
+    }
+    let status = error.status();
+    let message = match &error {
+        ApiError::Internal(_) => "internal error; the api's log has the details".to_owned(),
+        other => other.to_string(),
+    };
+    if let ApiError::Internal(cause) = &error {
+        tracing::error!(error = format!("{cause:#}"), "page failed");
+    }
+    (status, Html(super::edge::page(status, &message))).into_response()
+}
+
+/// `?name=value&…` of the non-empty pairs, percent-encoded.
+fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(value) = value.filter(|value| !value.is_empty()) {
+            query.append_pair(name, value);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        query
+    } else {
+        format!("?{query}")
+    }
+}
+
+/// What a path segment keeps as is: letters, digits and `-._~` (RFC 3986's unreserved).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A path segment, percent-encoded (order ids and SKUs are the marketplace's).
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_only_the_filters_given_and_encode_them() {
+        assert_eq!(query_string(&[("a", None), ("b", Some(""))]), "");
+        assert_eq!(
+            query_string(&[("search", Some("A&B 1")), ("sort", Some("total"))]),
+            "?search=A%26B+1&sort=total"
+        );
+        assert_eq!(segment("A-1/2 x"), "A-1%2F2%20x");
+    }
+}
