@@ -76,7 +76,7 @@ impl PublisherHandler {
                      WHERE o.variation_id = s.variation_id) AS pool_locked,
                     s.last_api_taken, s.last_synced_at, now() AS db_now,
                     m.increase_freshness_seconds,
-                    COALESCE(m.decrements_on_order, true) AS decrements_on_order,
+                    COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements_on_order,
                     (SELECT COALESCE(sum(k.quantity_locked), 0)::int FROM marketplace_stock_locks k
                      WHERE k.stock_id = s.id) AS taken,
                     (SELECT max(k.created_at) FROM marketplace_stock_locks k

@@ -93,7 +93,7 @@ struct GuardFacts {
 
 async fn guard_facts(fleet: &Fleet) -> sqlx::Result<HashMap<i64, GuardFacts>> {
     let rows = sqlx::query(
-        "SELECT s.id, s.last_api_taken, COALESCE(m.decrements_on_order, true) AS decrements,
+        "SELECT s.id, s.last_api_taken, COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements,
                 COALESCE(t.units, 0)::int AS taken
          FROM marketplace_stock s JOIN marketplaces m ON m.id = s.marketplace_id
          LEFT JOIN (SELECT stock_id, sum(quantity_locked) AS units FROM marketplace_stock_locks
