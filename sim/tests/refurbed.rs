@@ -13,13 +13,13 @@ use stockfleet::marketplace::{
 const RF: &str = "refurbed";
 
 #[tokio::test]
-async fn offers_stock_and_no_self_decrement() {
+async fn offers_stock_taken_off_by_an_order() {
     let env = start().await;
     env.control.listing(RF, "PIX7", 10).await;
     env.control.order(RF, &[("PIX7", 2)], "NEW").await;
     let adapter = env.adapter(RF);
-    // Unlike Back Market, Refurbed does not decrement its stock on an order.
-    assert_eq!(adapter.listing_quantity("PIX7").await, Ok(10));
+    // Like every marketplace, Refurbed takes an order's units off the offer.
+    assert_eq!(adapter.listing_quantity("PIX7").await, Ok(8));
     adapter.set_listing_quantity("PIX7", 3).await.unwrap();
     assert_eq!(adapter.listing_quantity("PIX7").await, Ok(3));
     assert_eq!(env.control.pushes().await["current"][RF]["PIX7"], 3);

@@ -201,18 +201,20 @@ async fn an_order_for_more_than_a_listing_shows_is_refused_with_409_and_the_mark
             )
             .await;
     }
-    // Only Back Market decrements its own listing when an order is placed.
+    // Each marketplace took the 2 units off its own listing: a further order is refused.
     let orders = env.control.get("/orders").await;
     assert_eq!(orders.as_array().unwrap().len(), 3);
-    let (status, _) = env
-        .control
-        .send(
-            reqwest::Method::POST,
-            "/orders",
-            Some(json!({"marketplace": "backmarket", "items": [{"sku": "LOW"}]})),
-        )
-        .await;
-    assert_eq!(status, 409, "Back Market shows 0 after selling 2 of 2");
+    for marketplace in ["backmarket", "refurbed", "woocommerce"] {
+        let (status, _) = env
+            .control
+            .send(
+                reqwest::Method::POST,
+                "/orders",
+                Some(json!({"marketplace": marketplace, "items": [{"sku": "LOW"}]})),
+            )
+            .await;
+        assert_eq!(status, 409, "{marketplace} shows 0 after selling 2 of 2");
+    }
     assert_eq!(
         env.control.get("/orders").await.as_array().unwrap().len(),
         3

@@ -141,7 +141,7 @@ impl BenchFleet {
             let (ids, shown): (Vec<i64>, Vec<i32>) =
                 rows.iter().map(|r| (r.stock_id, r.buffered as i32)).unzip();
             sqlx::query(
-                "UPDATE marketplace_stock s SET last_api_quantity = u.shown, last_api_taken = 0
+                "UPDATE marketplace_stock s SET last_api_quantity = u.shown, last_synced_at = now()
                  FROM unnest($1::bigint[], $2::int[]) AS u(id, shown) WHERE s.id = u.id",
             )
             .bind(&ids)

@@ -298,3 +298,71 @@ async fn marketplaces_added_or_moved_while_the_publisher_runs_are_served_without
     }
     publisher.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_placed_before_a_push_landed_is_lowered_when_learned_late() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    sim.listing(BM, "LATE", 0).await;
+    env.orders_polled(BM).await;
+    let locker = env.start(Role::Locker).await;
+    let publisher = env.start_publisher(&sim).await;
+    env.set_stock("LATE", 10).await;
+    eventually("9 shown", || async {
+        sim.quantity(BM, "LATE").await == Some(9)
+    })
+    .await;
+
+    // A buyer takes 1 (Back Market shows 8); before we learn of it, a top-up
+    // to 20 is pushed (covered by a poll that did not bring the order):
+    // the push of 18 overwrites the marketplace's own decrement.
+    let order = sim.order(BM, "LATE", 1).await;
+    assert_eq!(sim.quantity(BM, "LATE").await, Some(8));
+    // Marketplaces date orders to the second: the push lands 2 s later, so
+    // the order's date says it came before.
+    let placed: chrono::DateTime<chrono::Utc> =
+        order["created_at"].as_str().unwrap().parse().unwrap();
+    eventually("2 s past the order", || async {
+        chrono::Utc::now() > placed + chrono::Duration::seconds(2)
+    })
+    .await;
+    env.orders_polled(BM).await;
+    stockfleet::admin::stock::correct(
+        &env.db,
+        "LATE",
+        BM,
+        stockfleet::admin::stock::Correction::Adjust(10),
+        "test",
+        "top-up",
+    )
+    .await
+    .unwrap();
+    eventually("18 shown", || async {
+        sim.quantity(BM, "LATE").await == Some(18)
+    })
+    .await;
+
+    // The order is learned only now, after the push landed.
+    let sync = env
+        .cli(&["sync", "--marketplace", BM, "--type", "new"])
+        .await;
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    eventually("locked", || async {
+        env.levels("LATE").await == (20, 1, 19)
+    })
+    .await;
+
+    // Back Market shows 18, not 18 − 1: the guard must push 17 down to it.
+    eventually("17 shown", || async {
+        sim.quantity(BM, "LATE").await == Some(17)
+    })
+    .await;
+    eventually("in sync", || async { env.in_sync(&sim, BM).await }).await;
+    locker.stop().await;
+    publisher.stop().await;
+}

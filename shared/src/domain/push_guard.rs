@@ -2,14 +2,15 @@
 //! marketplace already sold (the oversell guard).
 //!
 //! Pushes are absolute. A marketplace that decrements its own listing when an
-//! order is placed (Back Market) shows, at any moment, what we last pushed
-//! minus the units of the orders placed on it since. A push above that count
+//! order is placed (every marketplace we serve) shows, at any moment, what we
+//! last pushed minus the units of the orders placed on it after that push
+//! landed (an order placed before it was overwritten by it). A push above that count
 //! gives those units back: an oversell unless our buffer covers them. So:
 //!
 //! 1. **Estimate what the marketplace shows now**: the quantity last pushed
-//!    minus the units of its orders we have learned since that push was
-//!    computed ([`estimate_shown`]). Orders not learned yet make the real
-//!    count lower still, never higher.
+//!    minus the units of its orders placed after that push landed
+//!    ([`estimate_shown`]; the SQL is publisher/estimate.rs). Orders not
+//!    learned yet make the real count lower still, never higher.
 //! 2. **A push at or below the estimate** (a decrease) always goes: it only
 //!    takes units off the marketplace compared with what we know.
 //! 3. **A push above the estimate is an increase** and goes only when a
@@ -32,8 +33,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 /// What the marketplace shows now, as far as we know: `None` before the
-/// first push. `taken_since_push` is the units of this row's orders learned
-/// since the last push was computed; a marketplace that does not decrement
+/// first push. `taken_since_push` is the units of this row's orders placed
+/// after the last push landed; a marketplace that does not decrement
 /// its own quantity still shows what we pushed.
 pub fn estimate_shown(
     last_pushed: Option<i32>,

@@ -12,6 +12,7 @@
 //! only take permits while half the bucket is left for the others.
 
 use sqlx::{PgPool, Row};
+use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -55,11 +56,33 @@ impl Priority {
 
 tokio::task_local! {
     static PRIORITY: Priority;
+    static PREPAID: Cell<Option<EndpointClass>>;
 }
 
 /// Runs `work` with its marketplace calls at `priority` (High when unset).
 pub async fn with_priority<F: Future>(priority: Priority, work: F) -> F::Output {
     PRIORITY.scope(priority, work).await
+}
+
+/// Runs `work` with one permit of `class` already taken by the caller
+/// ([`Budget::acquire`]): its first call of that class takes no other. For a
+/// caller that must hold the permit before it decides what to send (the
+/// publisher computes a quantity once it may send it, not before the wait).
+pub async fn prepaid<F: Future>(class: EndpointClass, work: F) -> F::Output {
+    PREPAID.scope(Cell::new(Some(class)), work).await
+}
+
+/// Whether the current task holds a prepaid permit of `class` (and spends it).
+fn take_prepaid(class: EndpointClass) -> bool {
+    PREPAID
+        .try_with(|prepaid| {
+            let held = prepaid.get() == Some(class);
+            if held {
+                prepaid.set(None);
+            }
+            held
+        })
+        .unwrap_or(false)
 }
 
 fn current_priority() -> Priority {
@@ -120,6 +143,9 @@ impl Budget {
     /// local lock is never held while waiting, so a low-priority call that
     /// waits for the reserve does not hold up this process's other calls.
     pub async fn acquire(&self, class: EndpointClass) {
+        if take_prepaid(class) {
+            return;
+        }
         let started = Instant::now();
         let priority = current_priority();
         loop {

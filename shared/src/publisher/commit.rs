@@ -6,6 +6,7 @@ use crate::bus::{Envelope, HandlerError};
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
 use crate::events::{self, PoolOrigin, SYNC_REQUEST, SyncRequest};
 use crate::ledger::HistoryColumns;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,8 +14,9 @@ use std::time::Instant;
 /// What the batch writes back once its calls are done.
 #[derive(Default)]
 pub(super) struct Effects {
-    /// Rows pushed (or confirmed): id, quantity shown, units taken then.
-    pub(super) synced: Vec<(i64, i32, i32)>,
+    /// Rows pushed (or confirmed by a read): id, quantity shown, when the
+    /// marketplace answered.
+    pub(super) synced: Vec<(i64, i32, DateTime<Utc>)>,
     pub(super) notes: Vec<SyncNote>,
     pub(super) request_poll: bool,
     /// Pooled rows now showing another marketplace's order: row id, that order.
@@ -45,20 +47,20 @@ impl PublisherHandler {
         let current = lock_levels(&mut tx, touched).await?;
         if !effects.synced.is_empty() {
             let mut ids = Vec::new();
-            let (mut quantities, mut taken) = (Vec::new(), Vec::new());
-            for (id, quantity, units) in effects.synced {
+            let (mut quantities, mut landed) = (Vec::new(), Vec::new());
+            for (id, quantity, at) in effects.synced {
                 ids.push(id);
                 quantities.push(quantity);
-                taken.push(units);
+                landed.push(at);
             }
             sqlx::query(
-                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_api_taken = k.t,
-                        last_synced_at = now()
-                 FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(id, q, t) WHERE s.id = k.id",
+                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = k.at
+                 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS k(id, q, at)
+                 WHERE s.id = k.id",
             )
             .bind(&ids)
             .bind(&quantities)
-            .bind(&taken)
+            .bind(&landed)
             .execute(&mut *tx)
             .await?;
         }

@@ -28,6 +28,8 @@ pub struct PublisherHandler {
     pub(super) pool: PgPool,
     pub(super) marketplace: MarketplaceRow,
     pub(super) adapter: Arc<dyn Marketplace>,
+    /// The fleet's request budget the adapter's calls take their permits from.
+    pub(super) budget: Arc<Budget>,
     /// The marketplace's cap on quantity updates, if it has one.
     pub(super) quantity_budget: Option<RateGate>,
     pub(super) last_poll_request: Mutex<Option<Instant>>,
@@ -40,12 +42,13 @@ impl PublisherHandler {
         marketplace: MarketplaceRow,
         mut config: MarketplaceConfig,
     ) -> anyhow::Result<Self> {
-        config.budget = Some(Arc::new(Budget::new(
+        let budget = Arc::new(Budget::new(
             pool.clone(),
             marketplace.id,
             &marketplace.code,
             "publisher",
-        )));
+        ));
+        config.budget = Some(budget.clone());
         let quantity_budget = marketplace.quantity_update_limit.map(|limit| {
             RateGate::budget(
                 &marketplace.code,
@@ -58,6 +61,7 @@ impl PublisherHandler {
             pool,
             marketplace,
             adapter,
+            budget,
             quantity_budget,
             last_poll_request: Mutex::new(None),
         })

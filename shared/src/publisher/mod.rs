@@ -11,7 +11,7 @@
 //! - **Unknown stock** (never counted) is never pushed (design §4).
 //! - **Oversell guard** ([`crate::domain::push_guard`]). A marketplace that
 //!   decrements its own quantity when an order is placed shows what we last
-//!   pushed minus the orders placed since; a push above that estimate would
+//!   pushed minus the orders placed after it landed ([`shown_estimates`]); a push above that estimate would
 //!   give sold units back. A push at or below it always goes; one above it
 //!   goes only when the latest new-orders poll started after the last push,
 //!   is fresh, brought no order of the row and left none unlocked. Otherwise
@@ -43,9 +43,12 @@
 mod commands;
 mod commit;
 mod consumers;
+mod estimate;
 mod handler;
+mod push;
 mod rows;
 
+pub use estimate::shown_estimates;
 pub use handler::PublisherHandler;
 
 use crate::marketplace::directory::{self, MarketplaceRow};

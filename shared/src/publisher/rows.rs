@@ -1,41 +1,38 @@
-//! A stock row as the publisher reads it at send time, and pushing it.
+//! A stock row as the publisher reads it at send time (push.rs pushes it).
 
 use super::PublisherHandler;
-use super::commit::{Effects, SyncNote};
-use super::handler::handler_error;
+use super::estimate::{decrements_on_order_column, taken_since_push_column};
 use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
-use crate::bus::HandlerError;
-use crate::domain::ledger::{ChangeType, StockLevels};
+use crate::domain::ledger::StockLevels;
 use crate::domain::pool;
-use crate::domain::push_guard::{PollCover, PushDecision, decide, estimate_shown};
+use crate::domain::push_guard::{PollCover, estimate_shown};
 use crate::events::PoolOrigin;
-use crate::marketplace::budget;
 use crate::pools::last_units;
 use sqlx::Row;
 use std::collections::HashMap;
 
 /// A stock row as the publisher reads it at send time.
 pub(super) struct RowState {
-    variation_id: i64,
-    sku: String,
-    known: bool,
+    pub(super) variation_id: i64,
+    pub(super) sku: String,
+    pub(super) known: bool,
     pub(super) target: u32,
-    last_api_quantity: Option<i32>,
-    /// Units of the row's orders known now (every lock row).
-    taken: i32,
-    /// `taken` when `last_api_quantity` was computed.
-    last_api_taken: Option<i32>,
+    pub(super) last_api_quantity: Option<i32>,
+    /// Units of the row's orders placed after the last push landed (estimate.rs).
+    taken_since_push: i32,
+    /// An order of the row is dated too close to the last push to tell
+    /// whether the push overwrote it (estimate.rs): read before deciding.
+    pub(super) uncertain: bool,
     decrements_on_order: bool,
-    cover: PollCover,
+    pub(super) cover: PollCover,
 }
 
 impl RowState {
     /// What the marketplace shows now, as far as we know (push_guard).
     pub(super) fn shown_estimate(&self) -> Option<i32> {
-        let taken_since = self.taken - self.last_api_taken.unwrap_or(self.taken);
         estimate_shown(
             self.last_api_quantity,
-            taken_since,
+            self.taken_since_push,
             self.decrements_on_order,
         )
     }
@@ -74,11 +71,12 @@ impl PublisherHandler {
                     p.on_hand AS pool_on_hand, p.last_units, p.last_units_marketplace_id,
                     (SELECT COALESCE(sum(o.locked_stock), 0)::int FROM marketplace_stock o
                      WHERE o.variation_id = s.variation_id) AS pool_locked,
-                    s.last_api_taken, s.last_synced_at, now() AS db_now,
-                    m.increase_freshness_seconds,
-                    COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements_on_order,
-                    (SELECT COALESCE(sum(k.quantity_locked), 0)::int FROM marketplace_stock_locks k
-                     WHERE k.stock_id = s.id) AS taken,
+                    s.last_synced_at, now() AS db_now,
+                    m.increase_freshness_seconds, ",
+            decrements_on_order_column!(),
+            ", ",
+            taken_since_push_column!(),
+            ",
                     (SELECT max(k.created_at) FROM marketplace_stock_locks k
                      WHERE k.stock_id = s.id) AS order_learned_at,
                     (SELECT max(r.started_at) FROM sync_runs r
@@ -125,8 +123,8 @@ impl PublisherHandler {
                     known: pool.is_some() || row.get::<bool, _>("stock_known"),
                     target,
                     last_api_quantity: row.get("last_api_quantity"),
-                    taken: row.get("taken"),
-                    last_api_taken: row.get("last_api_taken"),
+                    taken_since_push: row.get("taken_since_push"),
+                    uncertain: decrements_on_order && row.get::<bool, _>("uncertain_since_push"),
                     decrements_on_order,
                     cover: PollCover {
                         poll_started_at: row.get("poll_started_at"),
@@ -143,90 +141,5 @@ impl PublisherHandler {
                 (row.get("id"), state)
             })
             .collect())
-    }
-
-    /// Pushes (or skips, or defers) one row; records what it did in `effects`.
-    pub(super) async fn sync_row(
-        &self,
-        stock_id: i64,
-        row: &RowState,
-        group: &Group,
-        reference: &str,
-        effects: &mut Effects,
-    ) -> Result<(), HandlerError> {
-        let code = &self.marketplace.code;
-        if !row.known {
-            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unknown_stock").increment(1);
-            return Ok(());
-        }
-        let target = row.target as i32;
-        let key = (stock_id, row.variation_id, self.marketplace.id);
-        // What the marketplace shows now, as far as we know.
-        let shown = if group.reconcile {
-            let read = self.call("listing_quantity", || {
-                self.adapter.listing_quantity(&row.sku)
-            });
-            let reported = budget::with_priority(budget::Priority::Low, read)
-                .await
-                .map_err(handler_error)?;
-            let reported = i32::try_from(reported).unwrap_or(i32::MAX);
-            if row.last_api_quantity != Some(reported) {
-                let note = format!(
-                    "{code} showed {reported} while we last pushed {}; our quantity is {target}",
-                    row.last_api_quantity
-                        .map_or("nothing".to_owned(), |q| q.to_string())
-                );
-                effects.notes.push(SyncNote {
-                    key,
-                    change_type: ChangeType::Reconciliation,
-                    quantity: reported - row.last_api_quantity.unwrap_or(0),
-                    note,
-                    reference: reference.to_owned(),
-                });
-            }
-            Some(reported)
-        } else {
-            row.shown_estimate()
-        };
-        let priority = match decide(target, shown, row.cover.covers()) {
-            PushDecision::Unchanged => {
-                if group.reconcile {
-                    effects.synced.push((stock_id, target, row.taken));
-                }
-                metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
-                return Ok(());
-            }
-            PushDecision::WaitForPoll => {
-                effects.request_poll = true;
-                return Err(HandlerError::Deferred(format!(
-                    "increase of {} on {code} to {target} (it shows {}) waits for a new-orders poll \
-                     started after the last push and stock change",
-                    row.sku,
-                    shown.map_or("nothing".to_owned(), |q| q.to_string())
-                )));
-            }
-            // A decrease protects against overselling: it goes before increases.
-            PushDecision::Decrease => budget::Priority::High,
-            PushDecision::Increase => budget::Priority::Low,
-        };
-        if let Some(budget) = &self.quantity_budget {
-            budget.wait().await;
-        }
-        let push = self.call("set_listing_quantity", || {
-            self.adapter.set_listing_quantity(&row.sku, row.target)
-        });
-        budget::with_priority(priority, push)
-            .await
-            .map_err(handler_error)?;
-        effects.synced.push((stock_id, target, row.taken));
-        let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
-        effects.notes.push(SyncNote {
-            key,
-            change_type: ChangeType::ApiSync,
-            quantity: target - shown.unwrap_or(0),
-            note: format!("pushed {target} to {code} (was {before})"),
-            reference: reference.to_owned(),
-        });
-        Ok(())
     }
 }

@@ -74,8 +74,10 @@ pub struct CareCase {
 impl Inner {
     /// Places an order. A listing that shows fewer units than the order
     /// asks for refuses it, as marketplaces do (a SKU the simulator does not
-    /// list at all is taken as unmanaged and sells). Back Market decrements
-    /// each listing's quantity itself.
+    /// list at all is taken as unmanaged and sells). Every marketplace
+    /// takes the units off the listing itself, as real ones do (design.md:
+    /// a push of an increase can undo that decrement for an order the
+    /// fleet has not fetched yet).
     pub fn create_order(
         &mut self,
         mp: Marketplace,
@@ -126,9 +128,7 @@ impl Inner {
                     tracking_url: None,
                 });
             }
-            if mp == Marketplace::BackMarket
-                && let Some(listing) = self.mp(mp).listings.get_mut(sku)
-            {
+            if let Some(listing) = self.mp(mp).listings.get_mut(sku) {
                 listing.quantity = (listing.quantity - i64::from(*quantity)).max(0);
             }
         }
@@ -344,20 +344,24 @@ mod tests {
     }
 
     #[test]
-    fn backmarket_orders_decrement_listings() {
+    fn every_marketplace_takes_an_order_s_units_off_its_listing() {
         let mut inner = Inner::new(1);
-        inner.upsert_listing(Marketplace::BackMarket, "A", 3, None, None);
-        inner.upsert_listing(Marketplace::Refurbed, "A", 3, None, None);
-        inner
-            .create_order(Marketplace::BackMarket, &[("A".into(), 2)], None, None)
+        for mp in Marketplace::ALL {
+            inner.upsert_listing(mp, "A", 3, None, None);
+            let order = inner
+                .create_order(mp, &[("A".into(), 2)], None, None)
+                .unwrap();
+            assert_eq!(inner.mp(mp).listings["A"].quantity, 1, "{mp}");
+            let units: u32 = order.items.iter().map(|item| item.quantity).sum();
+            assert_eq!(units, 2, "{mp}");
+        }
+        let refurbed = inner
+            .mp(Marketplace::Refurbed)
+            .orders
+            .values()
+            .next()
             .unwrap();
-        let order = inner
-            .create_order(Marketplace::Refurbed, &[("A".into(), 2)], None, None)
-            .unwrap();
-        assert_eq!(inner.mp(Marketplace::BackMarket).listings["A"].quantity, 1);
-        assert_eq!(inner.mp(Marketplace::Refurbed).listings["A"].quantity, 3);
-        assert_eq!(order.items.len(), 2);
-        assert!(order.items.iter().all(|i| i.quantity == 1));
+        assert!(refurbed.items.len() == 2 && refurbed.items.iter().all(|i| i.quantity == 1));
     }
 
     #[test]

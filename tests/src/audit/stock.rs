@@ -82,45 +82,13 @@ async fn all_rows(fleet: &Fleet) -> sqlx::Result<Vec<StockRowView>> {
     }
 }
 
-/// What the oversell guard needs to know of a row: units of its orders
-/// learned now and when its last push was computed, and whether the
-/// marketplace takes ordered units off by itself.
-struct GuardFacts {
-    taken: i32,
-    taken_at_push: Option<i32>,
-    decrements: bool,
-}
-
-async fn guard_facts(fleet: &Fleet) -> sqlx::Result<HashMap<i64, GuardFacts>> {
-    let rows = sqlx::query(
-        "SELECT s.id, s.last_api_taken, COALESCE(m.decrements_on_order, m.kind = 'backmarket') AS decrements,
-                COALESCE(t.units, 0)::int AS taken
-         FROM marketplace_stock s JOIN marketplaces m ON m.id = s.marketplace_id
-         LEFT JOIN (SELECT stock_id, sum(quantity_locked) AS units FROM marketplace_stock_locks
-                    GROUP BY stock_id) t ON t.stock_id = s.id",
-    )
-    .fetch_all(&fleet.db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let facts = GuardFacts {
-                taken: row.get("taken"),
-                taken_at_push: row.get("last_api_taken"),
-                decrements: row.get("decrements"),
-            };
-            (row.get("id"), facts)
-        })
-        .collect())
-}
-
 /// A row showing less than its target because the guard holds the
 /// increase back until a fresh poll (push_guard.rs): not a failure.
-fn held_back(row: &StockRowView, facts: Option<&GuardFacts>) -> bool {
-    let Some(facts) = facts else { return false };
-    let since_push = facts.taken - facts.taken_at_push.unwrap_or(facts.taken);
-    let estimate = push_guard::estimate_shown(row.last_api_quantity, since_push, facts.decrements);
-    push_guard::decide(row.buffered as i32, estimate, false) == PushDecision::WaitForPoll
+fn held_back(row: &StockRowView, estimate: Option<&Option<i32>>) -> bool {
+    let Some(estimate) = estimate else {
+        return false;
+    };
+    push_guard::decide(row.buffered as i32, *estimate, false) == PushDecision::WaitForPoll
 }
 
 /// The marketplace's own SKU of each (code, our SKU) that differs.
@@ -150,7 +118,7 @@ struct Shown {
 
 async fn shown_vs_buffered(fleet: &Fleet, lines: &mut Vec<Line>) -> anyhow::Result<()> {
     let rows = all_rows(fleet).await?;
-    let facts = guard_facts(fleet).await?;
+    let estimates = stockfleet::publisher::shown_estimates(&fleet.db).await?;
     let renamed = marketplace_skus(fleet).await?;
     let mut per_code: BTreeMap<&str, Shown> = BTreeMap::new();
     let mut sim_quantities: HashMap<String, HashMap<String, i64>> = HashMap::new();
@@ -193,7 +161,7 @@ async fn shown_vs_buffered(fleet: &Fleet, lines: &mut Vec<Line>) -> anyhow::Resu
             tally.matching += 1;
         } else if !row.stock_known {
             tally.unknown_stock += 1;
-        } else if shown < target && held_back(row, facts.get(&row.stock_id)) {
+        } else if shown < target && held_back(row, estimates.get(&row.stock_id)) {
             tally.held += 1;
         } else if shown > target {
             tally.above.push(described);

@@ -1,0 +1,172 @@
+//! Pushing one stock row: decide (push_guard), wait for the permit, decide
+//! again on the row as it is then, send.
+//!
+//! The quantity is computed once the permit is in hand, not before the wait.
+//! Pushes are absolute: a push overwrites the marketplace's own decrements
+//! for every order placed between the moment its quantity was computed and
+//! the moment it lands. Behind a tight listing limit the wait for a permit
+//! lasts seconds, and a sell-out's orders placed meanwhile would be given
+//! back; computed after the wait, only the request's own round trip is
+//! exposed, and the buffer covers that.
+
+use super::PublisherHandler;
+use super::commit::{Effects, SyncNote};
+use super::handler::handler_error;
+use super::rows::{Group, RowState};
+use crate::bus::HandlerError;
+use crate::domain::ledger::ChangeType;
+use crate::domain::push_guard::{PushDecision, decide};
+use crate::marketplace::budget::{self, EndpointClass, Priority};
+
+impl PublisherHandler {
+    /// Pushes (or skips, or defers) one row; records what it did in `effects`.
+    pub(super) async fn sync_row(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        group: &Group,
+        reference: &str,
+        effects: &mut Effects,
+    ) -> Result<(), HandlerError> {
+        if !row.known {
+            metrics::counter!("stockfleet_push_skipped_total", "marketplace" => self.marketplace.code.clone(), "reason" => "unknown_stock").increment(1);
+            return Ok(());
+        }
+        // What the marketplace shows now: read on a reconciliation or when
+        // the estimate is uncertain (estimate.rs), else our estimate.
+        let reported = if group.reconcile || row.uncertain {
+            Some(
+                self.read_shown(stock_id, row, group, reference, effects)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let shown = |row: &RowState| reported.or_else(|| row.shown_estimate());
+        let Some(priority) = self.priority(stock_id, row, shown(row), group, effects)? else {
+            return Ok(());
+        };
+        if let Some(gate) = &self.quantity_budget {
+            gate.wait().await;
+        }
+        budget::with_priority(priority, self.budget.acquire(EndpointClass::Listings)).await;
+        let mut fresh = self.load_rows(&[stock_id]).await?;
+        let Some(row) = fresh.remove(&stock_id) else {
+            return Err(HandlerError::Permanent(format!(
+                "stock row {stock_id} was deleted before its push"
+            )));
+        };
+        let shown = shown(&row);
+        let Some(priority) = self.priority(stock_id, &row, shown, group, effects)? else {
+            return Ok(());
+        };
+        let push = self.call("set_listing_quantity", || {
+            self.adapter.set_listing_quantity(&row.sku, row.target)
+        });
+        budget::prepaid(
+            EndpointClass::Listings,
+            budget::with_priority(priority, push),
+        )
+        .await
+        .map_err(handler_error)?;
+        let target = row.target as i32;
+        // When it landed: orders placed before it were overwritten (estimate.rs).
+        effects.synced.push((stock_id, target, chrono::Utc::now()));
+        let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
+        effects.notes.push(SyncNote {
+            key: self.key(stock_id, &row),
+            change_type: ChangeType::ApiSync,
+            quantity: target - shown.unwrap_or(0),
+            note: format!(
+                "pushed {target} to {} (was {before})",
+                self.marketplace.code
+            ),
+            reference: reference.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// (stock id, variation id, marketplace id) of a history row.
+    fn key(&self, stock_id: i64, row: &RowState) -> (i64, i64, i32) {
+        (stock_id, row.variation_id, self.marketplace.id)
+    }
+
+    /// Reads what the marketplace shows. On a reconciliation a difference
+    /// from what we last pushed is recorded as a `reconciliation` history
+    /// row; a read for an uncertain estimate protects against an oversell
+    /// and goes at high priority.
+    async fn read_shown(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        group: &Group,
+        reference: &str,
+        effects: &mut Effects,
+    ) -> Result<i32, HandlerError> {
+        let read = self.call("listing_quantity", || {
+            self.adapter.listing_quantity(&row.sku)
+        });
+        let priority = if group.reconcile {
+            Priority::Low
+        } else {
+            Priority::High
+        };
+        let reported = budget::with_priority(priority, read)
+            .await
+            .map_err(handler_error)?;
+        let reported = i32::try_from(reported).unwrap_or(i32::MAX);
+        if group.reconcile && row.last_api_quantity != Some(reported) {
+            let note = format!(
+                "{} showed {reported} while we last pushed {}; our quantity is {}",
+                self.marketplace.code,
+                row.last_api_quantity
+                    .map_or("nothing".to_owned(), |q| q.to_string()),
+                row.target
+            );
+            effects.notes.push(SyncNote {
+                key: self.key(stock_id, row),
+                change_type: ChangeType::Reconciliation,
+                quantity: reported - row.last_api_quantity.unwrap_or(0),
+                note,
+                reference: reference.to_owned(),
+            });
+        }
+        Ok(reported)
+    }
+
+    /// The push guard's decision as the priority of the push, or `None` when
+    /// no call is needed; an increase no poll covers is deferred.
+    fn priority(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        shown: Option<i32>,
+        group: &Group,
+        effects: &mut Effects,
+    ) -> Result<Option<Priority>, HandlerError> {
+        let code = &self.marketplace.code;
+        let target = row.target as i32;
+        match decide(target, shown, row.cover.covers()) {
+            PushDecision::Unchanged => {
+                // A read confirmed it: the estimate starts again from it.
+                if group.reconcile || row.uncertain {
+                    effects.synced.push((stock_id, target, chrono::Utc::now()));
+                }
+                metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
+                Ok(None)
+            }
+            PushDecision::WaitForPoll => {
+                effects.request_poll = true;
+                Err(HandlerError::Deferred(format!(
+                    "increase of {} on {code} to {target} (it shows {}) waits for a new-orders poll \
+                     started after the last push and stock change",
+                    row.sku,
+                    shown.map_or("nothing".to_owned(), |q| q.to_string())
+                )))
+            }
+            // A decrease protects against overselling: it goes before increases.
+            PushDecision::Decrease => Ok(Some(Priority::High)),
+            PushDecision::Increase => Ok(Some(Priority::Low)),
+        }
+    }
+}
