@@ -76,7 +76,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
     let pool = crate::connect::database(settings, 2).await?;
     let (sku, marketplace, correction, why) = match command {
         Command::Show { sku } => {
-            let rows = stock::show(&pool, &sku).await?;
+            let rows = stock::show(&pool, &sku, None).await?;
             print(&rows);
             if rows
                 .iter()
@@ -115,7 +115,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             pools::unpool(&pool, &sku, &actor)
                 .await
                 .with_context(|| format!("unpooling {sku}"))?;
-            print(&stock::show(&pool, &sku).await?);
+            print(&stock::show(&pool, &sku, None).await?);
             return Ok(ExitCode::SUCCESS);
         }
         Command::Set {

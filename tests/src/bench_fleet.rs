@@ -129,14 +129,12 @@ impl BenchFleet {
         use futures::StreamExt;
         let mut offset = 0;
         loop {
-            let query = stockfleet::admin::stock::StockQuery {
-                limit: Some(500),
-                offset: Some(offset),
-                ..Default::default()
-            };
-            let rows = stockfleet::admin::stock::rows(&self.db, &query)
+            let window = stockfleet::domain::listing::Window { limit: 500, offset };
+            let every = stockfleet::admin::stock::StockFilter::every(window);
+            let rows = stockfleet::admin::stock::rows(&self.db, &every)
                 .await
-                .expect("rows");
+                .expect("rows")
+                .items;
             offset += rows.len() as i64;
             let (ids, shown): (Vec<i64>, Vec<i32>) =
                 rows.iter().map(|r| (r.stock_id, r.buffered as i32)).unzip();

@@ -139,7 +139,7 @@ impl TestEnv {
         .await
         .expect("rows");
         for sku in skus {
-            let rows = stockfleet::admin::stock::show(&self.db, &sku)
+            let rows = stockfleet::admin::stock::show(&self.db, &sku, None)
                 .await
                 .expect("show");
             let row = rows

@@ -33,8 +33,10 @@ async fn tokens_and_roles_guard_every_change() {
         StatusCode::UNAUTHORIZED
     );
 
-    let (status, rows) = api.get("/api/v1/stock?sku=API-1", &viewer).await;
+    let (status, page) = api.get("/api/v1/stock?sku=API-1", &viewer).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 1, "{page}");
+    let rows = &page["items"];
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(
         (rows[0]["listed"].as_i64(), rows[0]["available"].as_i64()),
@@ -59,8 +61,9 @@ async fn tokens_and_roles_guard_every_change() {
         1
     );
     let (_, history) = api.get("/api/v1/stock/API-1/history", &viewer).await;
-    assert_eq!(history[0]["actor"], "api:otto");
-    assert_eq!(history[0]["notes"], "delivery from the workshop");
+    let newest = &history["items"][0];
+    assert_eq!(newest["actor"], "api:otto", "{history}");
+    assert_eq!(newest["notes"], "delivery from the workshop");
 
     // Bad requests say what is wrong and change nothing.
     for (body, path, expected) in [
@@ -331,9 +334,10 @@ async fn the_dashboard_and_api_show_locks_queues_and_dead_letters_which_operator
     let admin = env.token("ada", Role::Admin).await;
 
     let (_, locks) = api.get("/api/v1/locks?sku=DASH-1", &viewer).await;
-    assert_eq!(locks.as_array().unwrap().len(), 1, "{locks}");
+    let items = &locks["items"];
+    assert_eq!(items.as_array().unwrap().len(), 1, "{locks}");
     assert_eq!(
-        (&locks[0]["order_id"], &locks[0]["quantity"]),
+        (&items[0]["order_id"], &items[0]["quantity"]),
         (&json!("D-100"), &json!(2))
     );
     let (_, first) = api.get("/api/v1/dlq?limit=1", &viewer).await;

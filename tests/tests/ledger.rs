@@ -414,7 +414,12 @@ async fn units_locked_beyond_what_was_listed_are_reported_as_oversold() {
         oversold,
         ["OVER on backmarket: 1 unit(s) oversold (3 locked by orders, 2 listed)"]
     );
-    let totals = stockfleet::admin::overview::totals(&env.db).await.unwrap();
+    let every = stockfleet::marketplace::directory::codes(&env.db)
+        .await
+        .unwrap();
+    let totals = stockfleet::admin::overview::totals(&env.db, &every)
+        .await
+        .unwrap();
     assert_eq!(totals.oversold_units, 1);
     locker.stop().await;
 }

@@ -3,6 +3,7 @@
 
 pub mod dlq;
 pub mod history_chain;
+pub mod locks;
 pub mod marketplaces;
 pub mod orders;
 pub mod oversold;

@@ -46,7 +46,7 @@ pub struct Hold {
 }
 
 /// One marketplace row of a pool as the operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PoolMarketplace {
     pub marketplace: String,
     /// That marketplace's active locks on the pool.
@@ -61,7 +61,7 @@ pub struct PoolMarketplace {
     pub propagation_from: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PoolView {
     pub sku: String,
     pub on_hand: i32,

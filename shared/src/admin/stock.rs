@@ -2,16 +2,20 @@
 //! Every change is written to the history with its actor and reason, and
 //! announced with `stock.changed` through the outbox.
 
+use super::page::Page;
 use crate::buffer_sql::{buffer_rule, buffer_rule_columns};
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
+use crate::domain::BufferRule;
 use crate::domain::input;
 use crate::domain::ledger::{self as rules, ChangeType, StockLevels};
+use crate::domain::listing::{self, Refused, Window, given, like_pattern};
 use crate::domain::pool::{self, StockMode};
 use crate::events::{STOCK_CHANGED, StockChanged};
 use crate::ledger::HistoryColumns;
 use serde::Serialize;
 use sqlx::{PgPool, Row};
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StockError {
@@ -49,7 +53,7 @@ pub enum Correction {
     Adjust(i32),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StockRowView {
     pub stock_id: i64,
     pub sku: String,
@@ -57,12 +61,15 @@ pub struct StockRowView {
     pub listed: i32,
     pub locked: i32,
     pub available: i32,
+    /// What the marketplace is shown: `rule` over `available`.
     pub buffered: u32,
+    pub rule: BufferRule,
     pub stock_known: bool,
     pub last_api_quantity: Option<i32>,
     pub last_synced_at: Option<String>,
     /// `allocated` (the row's own listed stock) or `pooled` (`available` and
     /// `buffered` are then the pool's, `locked` this marketplace's locks on it).
+    #[schema(value_type = String, pattern = "^(allocated|pooled)$")]
     pub mode: &'static str,
     /// A pooled row's pool: units on hand, every marketplace's locks.
     pub pool_on_hand: Option<i32>,
@@ -179,57 +186,116 @@ pub async fn correct(
     let envelope = Envelope::new(STOCK_CHANGED, marketplace, &payload);
     outbox::enqueue(&mut tx, &[OutboxMessage::event(envelope, None)]).await?;
     tx.commit().await?;
-    let mut rows = show(pool, sku).await?;
-    rows.retain(|row| row.marketplace == marketplace);
-    Ok(rows.remove(0))
+    let only = [marketplace.to_owned()];
+    Ok(show(pool, sku, Some(&only[..])).await?.remove(0))
 }
 
-/// Which stock rows to read; `None` filters nothing.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+/// Which stock rows; a filter left empty means any.
+#[derive(Debug, Clone, Default, serde::Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StockQuery {
-    pub sku: Option<String>,
     pub marketplace: Option<String>,
+    /// Part of the SKU, case-insensitive.
+    pub sku: Option<String>,
+    /// Rows per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
-/// Every marketplace row of a SKU, with what each marketplace is shown.
-pub async fn show(pool: &PgPool, sku: &str) -> Result<Vec<StockRowView>, StockError> {
-    let query = StockQuery {
+/// A stock query with every value checked.
+#[derive(Debug, Clone)]
+pub struct StockFilter {
+    /// `None`: every marketplace.
+    marketplaces: Option<Vec<String>>,
+    /// One SKU exactly.
+    sku: Option<String>,
+    /// A LIKE pattern over SKUs.
+    sku_like: Option<String>,
+    pub window: Window,
+}
+
+impl StockQuery {
+    /// Checks every value; `visible` are the marketplaces the caller sees.
+    pub fn check(&self, visible: &[String]) -> Result<StockFilter, Refused> {
+        Ok(StockFilter {
+            marketplaces: Some(listing::marketplaces(&self.marketplace, visible)?),
+            sku: None,
+            sku_like: given(&self.sku).map(like_pattern),
+            window: Window::new(self.limit, self.offset)?,
+        })
+    }
+}
+
+impl StockFilter {
+    /// One page of every row of every marketplace (audits, benchmarks).
+    pub fn every(window: Window) -> Self {
+        Self {
+            marketplaces: None,
+            sku: None,
+            sku_like: None,
+            window,
+        }
+    }
+}
+
+/// Every marketplace row of a SKU (of the `visible` marketplaces; `None`:
+/// all), with what each marketplace is shown; unknown SKU when there is none.
+pub async fn show(
+    pool: &PgPool,
+    sku: &str,
+    visible: Option<&[String]>,
+) -> Result<Vec<StockRowView>, StockError> {
+    let filter = StockFilter {
+        marketplaces: visible.map(<[String]>::to_vec),
         sku: Some(sku.to_owned()),
-        ..StockQuery::default()
+        sku_like: None,
+        window: Window::new(Some(listing::MAX_LIMIT), None)?,
     };
-    let rows = rows(pool, &query).await?;
+    let rows = rows(pool, &filter).await?.items;
     if rows.is_empty() {
         return Err(StockError::UnknownSku(sku.to_owned()));
     }
     Ok(rows)
 }
 
-/// Stock rows by SKU then marketplace, with what each marketplace is shown
-/// (at most 500 per call, 100 by default).
-pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRowView>> {
-    let rows = sqlx::query(concat!(
+const STOCK_ROWS: &str = "marketplace_stock s
+    JOIN variations v ON v.id = s.variation_id
+    JOIN marketplaces m ON m.id = s.marketplace_id
+    LEFT JOIN stock_pools p ON p.variation_id = s.variation_id
+    WHERE ($1::text IS NULL OR v.sku = $1) AND ($2::text[] IS NULL OR m.code = ANY($2))
+      AND ($3::text IS NULL OR v.sku ILIKE $3)";
+
+/// One page of stock rows by SKU then marketplace, with what each
+/// marketplace is shown, and the total.
+pub async fn rows(pool: &PgPool, filter: &StockFilter) -> sqlx::Result<Page<StockRowView>> {
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {STOCK_ROWS}"
+    )))
+    .bind(&filter.sku)
+    .bind(&filter.marketplaces)
+    .bind(&filter.sku_like)
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT s.id, v.sku, m.code, s.listed_stock, s.locked_stock, s.available_stock,
                 s.stock_known, s.last_api_quantity, s.last_synced_at::text AS last_synced_at,
                 s.marketplace_id, p.on_hand AS pool_on_hand, p.last_units, p.last_units_marketplace_id,
                 (SELECT sum(o.locked_stock)::int FROM marketplace_stock o
-                 WHERE p.variation_id IS NOT NULL AND o.variation_id = s.variation_id) AS pool_locked, ",
-        buffer_rule_columns!(),
-        " FROM marketplace_stock s
-         JOIN variations v ON v.id = s.variation_id
-         JOIN marketplaces m ON m.id = s.marketplace_id
-         LEFT JOIN stock_pools p ON p.variation_id = s.variation_id
-         WHERE ($1::text IS NULL OR v.sku = $1) AND ($2::text IS NULL OR m.code = $2)
-         ORDER BY v.sku, m.code LIMIT $3 OFFSET $4"
-    ))
-    .bind(&query.sku)
-    .bind(&query.marketplace)
-    .bind(query.limit.unwrap_or(100).clamp(1, 500))
-    .bind(query.offset.unwrap_or(0).max(0))
+                 WHERE p.variation_id IS NOT NULL AND o.variation_id = s.variation_id) AS pool_locked, {}
+         FROM {STOCK_ROWS} ORDER BY v.sku, m.code LIMIT $4 OFFSET $5",
+        buffer_rule_columns!()
+    )))
+    .bind(&filter.sku)
+    .bind(&filter.marketplaces)
+    .bind(&filter.sku_like)
+    .bind(filter.window.limit)
+    .bind(filter.window.offset)
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    let items = rows
         .into_iter()
         .map(|row| {
             let rule = buffer_rule(&row);
@@ -255,6 +321,7 @@ pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRo
                 locked: row.get("locked_stock"),
                 available,
                 buffered,
+                rule,
                 stock_known: row.get("stock_known"),
                 last_api_quantity: row.get("last_api_quantity"),
                 last_synced_at: row.get("last_synced_at"),
@@ -263,5 +330,6 @@ pub async fn rows(pool: &PgPool, query: &StockQuery) -> sqlx::Result<Vec<StockRo
                 pool_locked,
             }
         })
-        .collect())
+        .collect();
+    Ok(Page::new(filter.window, total, items))
 }

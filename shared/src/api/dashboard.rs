@@ -1,12 +1,16 @@
-//! The operators' dashboard: one server-rendered page (no script) of stock,
-//! active locks, orders, sync status, queues and dead letters, refreshed
-//! every 30 s. Signing in keeps the token in an HttpOnly, SameSite=Strict
-//! cookie that the API accepts for reads only.
+//! The operators' overview: one server-rendered page (no script) of the
+//! totals, sync status, queues, dead letters, the oldest active locks, stock
+//! and recent orders of the caller's marketplaces, refreshed every 30 s;
+//! every figure links to the page behind it. Signing in keeps the token in
+//! an HttpOnly, SameSite=Strict cookie that the API accepts for reads only.
 
 use super::auth::COOKIE;
+use super::pages::layout::{page, time};
+use super::pages::{query_string, segment};
 use super::{Api, ApiError};
+use crate::admin::locks::{self, LockQuery};
 use crate::admin::orders::{self, OrderQuery};
-use crate::admin::overview::{self, LockQuery};
+use crate::admin::overview;
 use crate::admin::stock::{self, StockQuery};
 use crate::admin::tokens::{self, Caller};
 use crate::admin::{dlq, queues, syncs};
@@ -16,8 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, html};
+use maud::html;
 use serde::Deserialize;
 
 pub(super) fn router() -> Router<Api> {
@@ -25,34 +28,6 @@ pub(super) fn router() -> Router<Api> {
         .route("/", get(dashboard))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-}
-
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5rem;color:#222}
-h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.6rem}
-table{border-collapse:collapse;margin:.3rem 0}td,th{border-bottom:1px solid #ddd;padding:.2rem .6rem;text-align:left}
-th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.num{text-align:right}
-.totals span{display:inline-block;margin-right:1.4rem}form.inline{display:inline}";
-
-pub(super) fn page(title: &str, body: Markup) -> Html<String> {
-    Html(
-        html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    title { (title) " · stockfleet" }
-                    style { (maud::PreEscaped(STYLE)) }
-                }
-                body { (body) }
-            }
-        }
-        .into_string(),
-    )
-}
-
-pub(super) fn time(at: Option<DateTime<Utc>>) -> String {
-    at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "–".into())
 }
 
 #[derive(Deserialize)]
@@ -69,28 +44,22 @@ async fn dashboard(
     let Ok(caller) = caller else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let totals = overview::totals(&api.db).await?;
-    let stock_rows = stock::rows(
-        &api.db,
-        &StockQuery {
-            sku: query.sku.clone(),
-            marketplace: query.marketplace.clone(),
-            limit: Some(200),
-            offset: None,
-        },
-    )
-    .await?;
-    let locks = overview::locks(
-        &api.db,
-        &LockQuery {
-            marketplace: query.marketplace.clone(),
-            sku: query.sku.clone(),
-            limit: Some(50),
-            ..LockQuery::default()
-        },
-    )
-    .await?;
     let codes = api.visible_codes(&caller).await?;
+    let totals = overview::totals(&api.db, &codes).await?;
+    let stock_query = StockQuery {
+        sku: query.sku.clone(),
+        marketplace: query.marketplace.clone(),
+        limit: Some(200),
+        offset: None,
+    };
+    let stock_rows = stock::rows(&api.db, &stock_query.check(&codes)?).await?;
+    let lock_query = LockQuery {
+        marketplace: query.marketplace.clone(),
+        sku: query.sku.clone(),
+        limit: Some(50),
+        ..LockQuery::default()
+    };
+    let locks = locks::locks(&api.db, &lock_query.check(&codes)?).await?;
     let recent = OrderQuery {
         marketplace: query.marketplace.clone(),
         limit: Some(50),
@@ -108,7 +77,7 @@ async fn dashboard(
     let dead_letters = dlq::list(&api.bus, &codes, &first_letters).await;
 
     let body = html! {
-        h1 { "stockfleet" }
+        h1 { "stockfleet overview" }
         p {
             "Signed in as " b { (caller.name) } " (" (caller.role) "). "
             form.inline method="post" action="/logout" { button { "Sign out" } }
@@ -117,7 +86,7 @@ async fn dashboard(
             "SKU " input name="sku" value=(query.sku.clone().unwrap_or_default());
             " marketplace "
             select name="marketplace" {
-                option value="" { "all" }
+                option value="" { "any" }
                 @for code in &codes {
                     option value=(code) selected[query.marketplace.as_deref() == Some(code)] { (code) }
                 }
@@ -125,14 +94,14 @@ async fn dashboard(
             " " button { "Filter" }
         }
         p.totals {
-            span { "stock rows " b { (totals.stock_rows) } }
+            span { a href="/stock" { "stock rows" } " " b { (totals.stock_rows) } }
             span { "listed units " b { (totals.listed_units) } }
             span { "locked units " b { (totals.locked_units) } }
-            span { "active locks " b { (totals.active_locks) } }
-            span { "open orders " b { (totals.open_orders) } }
-            span { "orders with unknown SKU " b.bad[totals.orders_with_unknown_sku > 0] { (totals.orders_with_unknown_sku) } }
+            span { a href="/locks" { "active locks" } " " b { (totals.active_locks) } }
+            span { a href="/orders" { "open orders" } " " b { (totals.open_orders) } }
+            span { a href="/orders?unknown_sku=true" { "orders with unknown SKU" } " " b.bad[totals.orders_with_unknown_sku > 0] { (totals.orders_with_unknown_sku) } }
             span { "outbox backlog " b { (totals.outbox_backlog) } }
-            span { "oversold units " b.bad[totals.oversold_units > 0] { (totals.oversold_units) } }
+            span { a href="/api/v1/validate" { "oversold units" } " " b.bad[totals.oversold_units > 0] { (totals.oversold_units) } }
         }
 
         h2 { "Sync status" }
@@ -140,7 +109,8 @@ async fn dashboard(
             tr { th { "marketplace" } th { "type" } th { "last run" } th { "status" } th { "fetched" } th { "created" } th { "updated" } th { "last success" } th { "error" } }
             @for run in &syncs {
                 tr {
-                    td { (run.marketplace) } td { (run.sync_type) } td { (time(Some(run.started_at))) }
+                    td { (run.marketplace) } td { (run.sync_type) }
+                    td { a href={ "/api/v1/sync/runs" (query_string(&[("marketplace", Some(run.marketplace.as_str())), ("sync_type", Some(run.sync_type.as_str()))])) } { (time(Some(run.started_at))) } }
                     td.ok[run.status == "succeeded"] .bad[run.status == "failed"] { (run.status) }
                     td.num { (run.fetched) } td.num { (run.created) } td.num { (run.updated) }
                     td { (time(run.last_success_at)) } td { (run.error_text.clone().unwrap_or_default()) }
@@ -185,24 +155,25 @@ async fn dashboard(
             Err(error) => p.bad { "broker: " (format!("{error:#}")) },
         }
 
-        h2 { "Active stock locks (oldest first)" }
+        h2 { a href={ "/locks" (query_string(&[("marketplace", query.marketplace.as_deref()), ("sku", query.sku.as_deref())])) } { "Active stock locks" } " (oldest first, " (locks.page.total) ")" }
         table {
             tr { th { "marketplace" } th { "SKU" } th { "order" } th { "item" } th { "quantity" } th { "locked at" } }
-            @for lock in &locks {
+            @for lock in &locks.page.items {
                 tr {
-                    td { (lock.marketplace) } td { (lock.sku) } td { (lock.order_id) } td { (lock.item_id) }
-                    td.num { (lock.quantity) } td { (time(lock.locked_at)) }
+                    td { (lock.marketplace) } td { a href={ "/stock/" (segment(&lock.sku)) } { (lock.sku) } }
+                    td { a href={ "/orders/" (segment(&lock.marketplace)) "/" (segment(&lock.order_id)) } { (lock.order_id) } }
+                    td { (lock.item_id) } td.num { (lock.quantity) } td { (time(lock.locked_at)) }
                 }
             }
         }
 
-        h2 { "Stock" }
+        h2 { a href="/stock" { "Stock" } " (" (stock_rows.total) " rows)" }
         table {
             tr { th { "SKU" } th { "marketplace" } th { "listed" } th { "locked" } th { "available" } th { "shown (buffered)" } th { "last pushed" } th { "pushed at" } }
-            @for row in &stock_rows {
+            @for row in &stock_rows.items {
                 @let behind = row.stock_known && row.last_api_quantity != Some(row.buffered as i32);
                 tr {
-                    td { (row.sku) } td { (row.marketplace) }
+                    td { a href={ "/stock/" (segment(&row.sku)) } { (row.sku) } } td { (row.marketplace) }
                     td.num { (row.listed) } td.num { (row.locked) } td.num { (row.available) }
                     td.num { (row.buffered) @if !row.stock_known { " (stock unknown)" } }
                     td.num .bad[behind] { (row.last_api_quantity.map(|q| q.to_string()).unwrap_or_else(|| "–".into())) }
@@ -211,12 +182,13 @@ async fn dashboard(
             }
         }
 
-        h2 { "Recent orders" }
+        h2 { a href="/orders" { "Recent orders" } }
         table {
             tr { th { "marketplace" } th { "order" } th { "status" } th { "raw status" } th { "items" } th { "units" } th { "updated" } }
             @for order in &orders {
                 tr {
-                    td { (order.marketplace) } td { (order.order_id) }
+                    td { (order.marketplace) }
+                    td { a href={ "/orders/" (segment(&order.marketplace)) "/" (segment(&order.order_id)) } { (order.order_id) } }
                     td { (order.status.clone().unwrap_or_else(|| "unknown".into())) }
                     td { (order.raw_status) } td.num { (order.items) } td.num { (order.units) }
                     td { (time(Some(order.updated_at))) @if order.has_unknown_sku { span.bad { " unknown SKU" } } }
@@ -224,7 +196,7 @@ async fn dashboard(
             }
         }
     };
-    let mut response = page("Dashboard", body).into_response();
+    let mut response = page("Overview", "/", body).into_response();
     response
         .headers_mut()
         .insert(header::REFRESH, header::HeaderValue::from_static("30"));
@@ -234,6 +206,7 @@ async fn dashboard(
 fn login_form(problem: Option<&str>) -> Html<String> {
     page(
         "Sign in",
+        "/login",
         html! {
             h1 { "stockfleet" }
             @if let Some(problem) = problem { p.bad { (problem) } }

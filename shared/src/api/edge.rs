@@ -107,18 +107,16 @@ pub(super) async fn error_bodies(request: Request, next: Next) -> Response {
 }
 
 pub(super) fn page(status: StatusCode, message: &str) -> String {
-    maud::html! {
-        (maud::DOCTYPE)
-        html {
-            head { title { "stockfleet: " (status.as_u16()) } }
-            body {
-                h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
-                p { (message) }
-                p { a href="/" { "Back to the dashboard" } }
-            }
-        }
-    }
-    .into_string()
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let body = maud::html! {
+        h1 { (title) }
+        p { (message) }
+    };
+    super::pages::layout::page(&title, "", body).0
 }
 
 #[cfg(test)]

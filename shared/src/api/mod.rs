@@ -100,7 +100,6 @@ pub fn router(api: Api) -> Router {
     let (documented, _) = openapi::split();
     Router::new()
         .merge(documented)
-        .merge(pools::router())
         .merge(dashboard::router())
         .merge(pages::router())
         .merge(webhook::router())

@@ -43,6 +43,7 @@ pub(super) fn documented() -> OpenApiRouter<Api> {
         .merge(super::dead_letters::router())
         .merge(super::ops::router())
         .merge(super::routes::router())
+        .merge(super::pools::router())
 }
 
 /// The routes and the finished document.

@@ -5,85 +5,112 @@
 use super::auth::require;
 use super::error::{JsonBody, QueryParams};
 use super::{Api, ApiError};
-use crate::admin::overview::{self, LockQuery};
-use crate::admin::stock::{self, Correction, StockQuery};
+use crate::admin::locks::{self, LockList, LockQuery};
+use crate::admin::overview::{self, HistoryQuery, HistoryView};
+use crate::admin::page::Page;
+use crate::admin::stock::{self, Correction, StockQuery, StockRowView};
 use crate::admin::tokens::{Caller, Role};
 use crate::domain::input::{self, Invalid};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-
-type Answer = Result<Json<Value>, ApiError>;
-
-fn answer(value: impl serde::Serialize) -> Answer {
-    Ok(Json(
-        serde_json::to_value(value).map_err(anyhow::Error::from)?,
-    ))
-}
+use utoipa_axum::routes;
 
 pub(super) fn router() -> OpenApiRouter<Api> {
     OpenApiRouter::new()
-        .route("/api/v1/stock", get(stock_rows))
-        .route("/api/v1/stock/{sku}", get(stock_of_sku))
-        .route("/api/v1/stock/{sku}/history", get(history))
-        .route("/api/v1/stock/{sku}/{marketplace}", post(correct))
-        .route("/api/v1/locks", get(locks))
+        .routes(routes!(stock_rows))
+        .routes(routes!(stock_of_sku))
+        .routes(routes!(history))
+        .routes(routes!(correct))
+        .routes(routes!(locks))
 }
 
+/// Stock rows by SKU then marketplace: listed, locked, available, what the
+/// marketplace is shown (buffered) and was last pushed.
+#[utoipa::path(get, path = "/api/v1/stock", tag = "stock", params(StockQuery),
+    responses((status = 200, body = Page<StockRowView>)))]
 async fn stock_rows(
     State(api): State<Api>,
     caller: Caller,
     QueryParams(query): QueryParams<StockQuery>,
-) -> Answer {
+) -> Result<Json<Page<StockRowView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    answer(stock::rows(&api.db, &query).await?)
+    let codes = api.visible_codes(&caller).await?;
+    let filter = query.check(&codes)?;
+    Ok(Json(stock::rows(&api.db, &filter).await?))
 }
 
-async fn stock_of_sku(State(api): State<Api>, caller: Caller, Path(sku): Path<String>) -> Answer {
+/// Every marketplace row of a SKU (404 when it has none the caller sees).
+#[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "stock",
+    params(("sku" = String, Path, description = "the variation's SKU")),
+    responses((status = 200, body = Vec<StockRowView>)))]
+async fn stock_of_sku(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> Result<Json<Vec<StockRowView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    answer(stock::show(&api.db, &sku).await?)
+    input::text("sku", &sku)?;
+    let codes = api.visible_codes(&caller).await?;
+    Ok(Json(stock::show(&api.db, &sku, Some(&codes)).await?))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    marketplace: Option<String>,
-    limit: Option<i64>,
-}
-
+/// A SKU's append-only stock history, newest first.
+#[utoipa::path(get, path = "/api/v1/stock/{sku}/history", tag = "stock",
+    params(("sku" = String, Path, description = "the variation's SKU"), HistoryQuery),
+    responses((status = 200, body = Page<HistoryView>)))]
 async fn history(
     State(api): State<Api>,
     caller: Caller,
     Path(sku): Path<String>,
     QueryParams(query): QueryParams<HistoryQuery>,
-) -> Answer {
+) -> Result<Json<Page<HistoryView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    let rows = overview::history(&api.db, &sku, query.marketplace.as_deref(), query.limit).await?;
-    answer(rows)
+    input::text("sku", &sku)?;
+    let codes = api.visible_codes(&caller).await?;
+    let filter = query.check(&codes)?;
+    stock::show(&api.db, &sku, Some(&codes)).await?;
+    Ok(Json(overview::history(&api.db, &sku, &filter).await?))
 }
 
 /// `{"set": 12, "reason": "counted"}` or `{"adjust": -2, "reason": "damaged"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CorrectionRequest {
-    /// Wide, so an out-of-range count is refused with its bound, not a type error.
+    /// The counted quantity (wide, so an out-of-range count is refused with its bound, not a type error).
     set: Option<i64>,
+    /// Units to add (positive) or remove (negative).
     adjust: Option<i64>,
+    /// Why: kept in the history.
     reason: String,
     /// Create the SKU when it is new; without it an unknown SKU is refused.
     #[serde(default)]
     create: bool,
 }
 
+/// Corrects a row's listed stock (operator): a count (`set`) or a change
+/// (`adjust`), written to the history and announced through the outbox.
+#[utoipa::path(post, path = "/api/v1/stock/{sku}/{marketplace}", tag = "stock",
+    params(
+        ("sku" = String, Path, description = "the variation's SKU"),
+        ("marketplace" = String, Path, description = "the marketplace's code"),
+    ),
+    request_body = CorrectionRequest,
+    responses((status = 200, body = StockRowView)))]
 async fn correct(
     State(api): State<Api>,
     caller: Caller,
     Path((sku, marketplace)): Path<(String, String)>,
     JsonBody(request): JsonBody<CorrectionRequest>,
-) -> Answer {
+) -> Result<Json<StockRowView>, ApiError> {
     require(&caller, Role::Operator)?;
+    if !caller.scope.sees(&marketplace) {
+        return Err(ApiError::NotFound(format!(
+            "unknown marketplace {marketplace:?}"
+        )));
+    }
     let max = crate::config::max_stock_level();
     let correction = match (request.set, request.adjust) {
         (Some(listed), None) => {
@@ -117,14 +144,19 @@ async fn correct(
         &request.reason,
     )
     .await?;
-    answer(row)
+    Ok(Json(row))
 }
 
+/// Stock locks, oldest first, with the count per status under the same filters.
+#[utoipa::path(get, path = "/api/v1/locks", tag = "stock", params(LockQuery),
+    responses((status = 200, body = LockList)))]
 async fn locks(
     State(api): State<Api>,
     caller: Caller,
     QueryParams(query): QueryParams<LockQuery>,
-) -> Answer {
+) -> Result<Json<LockList>, ApiError> {
     require(&caller, Role::Viewer)?;
-    answer(overview::locks(&api.db, &query).await?)
+    let codes = api.visible_codes(&caller).await?;
+    let filter = query.check(&codes)?;
+    Ok(Json(locks::locks(&api.db, &filter).await?))
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// How the percentage part of the reserve is rounded to whole units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rounding {
     /// Keep back at least the fraction: never show more than the percentage allows.
@@ -36,7 +36,7 @@ impl FromStr for Rounding {
 }
 
 /// A row's buffer rule, after marketplace defaults are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BufferRule {
     /// Hundredths of a percent kept back (1000 = 10 %), 0..=10000.
     pub basis_points: u32,

@@ -92,6 +92,19 @@ pub fn marketplaces(filter: &Option<String>, visible: &[String]) -> Result<Vec<S
     }
 }
 
+/// A substring match for LIKE, its wildcards taken literally.
+pub fn like_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Ascending or descending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -138,6 +151,12 @@ mod tests {
         assert_eq!(Window::new(Some(0), None).unwrap_err().field, "limit");
         assert_eq!(Window::new(Some(501), None).unwrap_err().field, "limit");
         assert_eq!(Window::new(None, Some(-1)).unwrap_err().field, "offset");
+    }
+
+    #[test]
+    fn a_search_takes_wildcards_literally() {
+        assert_eq!(like_pattern("A-1"), "%A-1%");
+        assert_eq!(like_pattern("50%_\\"), "%50\\%\\_\\\\%");
     }
 
     #[test]

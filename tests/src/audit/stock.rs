@@ -6,8 +6,9 @@ use super::{Fleet, Line, Verdict, examples};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use stockfleet::admin::stock::{self, StockQuery, StockRowView};
+use stockfleet::admin::stock::{self, StockFilter, StockRowView};
 use stockfleet::admin::validate;
+use stockfleet::domain::listing::Window;
 use stockfleet::domain::push_guard::{self, PushDecision};
 
 pub(super) async fn check(fleet: &Fleet, lines: &mut Vec<Line>) -> anyhow::Result<()> {
@@ -68,12 +69,13 @@ async fn listed_vs_consumed(fleet: &Fleet, lines: &mut Vec<Line>) -> sqlx::Resul
 async fn all_rows(fleet: &Fleet) -> sqlx::Result<Vec<StockRowView>> {
     let mut rows = Vec::new();
     loop {
-        let query = StockQuery {
-            limit: Some(500),
-            offset: Some(rows.len() as i64),
-            ..StockQuery::default()
+        let window = Window {
+            limit: 500,
+            offset: rows.len() as i64,
         };
-        let page = stock::rows(&fleet.db, &query).await?;
+        let page = stock::rows(&fleet.db, &StockFilter::every(window))
+            .await?
+            .items;
         let done = page.len() < 500;
         rows.extend(page);
         if done {

@@ -1,22 +1,34 @@
 //! Server-rendered pages beyond the overview, one file each, readable
-//! without JavaScript and laid out by the dashboard's `page()`:
-//! [`orders`] (`/orders`) and [`order`] (`/orders/{marketplace}/{order_id}`,
-//! with the operators' status-change form). Signed in with the dashboard's
-//! cookie; a refusal is answered as a page, not JSON.
+//! without JavaScript and laid out by [`layout`]: [`orders`] (`/orders`),
+//! [`order`] (`/orders/{marketplace}/{order_id}`, with the operators'
+//! status-change form), [`locks`] (`/locks`) and [`stock`] (`/stock`, and
+//! `/stock/{sku}`: one listing). Signed in with the dashboard's cookie; a
+//! refusal is answered as a page, not JSON.
 
+pub(super) mod layout;
+mod locks;
 mod order;
 mod orders;
+mod stock;
 
 use super::{Api, ApiError};
+use crate::domain::input::Invalid;
+use crate::domain::listing::{self, Window};
 use axum::Router;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use maud::{Markup, html};
 
 pub(super) fn router() -> Router<Api> {
-    Router::new().route("/orders", get(orders::page)).route(
-        "/orders/{marketplace}/{order_id}",
-        get(order::page).post(order::change_status),
-    )
+    Router::new()
+        .route("/orders", get(orders::page))
+        .route(
+            "/orders/{marketplace}/{order_id}",
+            get(order::page).post(order::change_status),
+        )
+        .route("/locks", get(locks::page))
+        .route("/stock", get(stock::list))
+        .route("/stock/{sku}", get(stock::listing))
 }
 
 /// A page's answer to a failure: to the sign-in page when there is no
@@ -37,7 +49,7 @@ fn refusal(error: ApiError) -> Response {
 }
 
 /// `?name=value&…` of the non-empty pairs, percent-encoded.
-fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+pub(super) fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in pairs {
         if let Some(value) = value.filter(|value| !value.is_empty()) {
@@ -52,6 +64,33 @@ fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     }
 }
 
+/// "first–last of total" and the links to the previous and next pages;
+/// `link(offset)` is the same page from another offset.
+fn pager(total: i64, shown: usize, window: Window, link: impl Fn(i64) -> String) -> Markup {
+    let first = (window.offset + 1).min(total);
+    let last = (window.offset + shown as i64).min(total);
+    let previous = (window.offset > 0).then(|| (window.offset - window.limit).max(0));
+    let next = (window.offset + window.limit < total).then_some(window.offset + window.limit);
+    html! {
+        p.pager {
+            @if total > 0 { (first) "–" (last) " of " } (total) " "
+            @if let Some(offset) = previous { a href=(link(offset)) { "← previous" } " " }
+            @if let Some(offset) = next { a href=(link(offset)) { "next →" } }
+        }
+    }
+}
+
+/// A number typed in a form: empty is none, anything else must be a whole number.
+fn number(field: &str, text: &Option<String>) -> Result<Option<i64>, Invalid> {
+    match listing::given(text) {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| Invalid::new(field, format!("{text:?} is not a whole number"))),
+    }
+}
+
 /// What a path segment keeps as is: letters, digits and `-._~` (RFC 3986's unreserved).
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -60,7 +99,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A path segment, percent-encoded (order ids and SKUs are the marketplace's).
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 

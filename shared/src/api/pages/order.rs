@@ -4,11 +4,11 @@
 //! when); the stock history it caused; the raw JSON folded away; and, for
 //! operators, the status-change form with the state of each change asked.
 
+use super::layout::{badge, page as layout, time};
 use super::{refusal, segment};
 use crate::admin::orders::{self, OrderDetail};
 use crate::admin::tokens::{Caller, Role};
 use crate::api::auth::{self, require};
-use crate::api::dashboard::{page as layout, time};
 use crate::api::{Api, ApiError};
 use crate::domain::input::Invalid;
 use crate::domain::status_change::TARGETS;
@@ -19,10 +19,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-
-const BADGE_STYLE: &str = ".badge{padding:.05rem .4rem;border-radius:.6rem;font-size:.85em}
-.locked{background:#fff3cd}.consumed{background:#d1e7dd}.released{background:#e2e3e5}
-.pending{background:#cfe2ff}.done{background:#d1e7dd}.failed{background:#f8d7da}";
 
 pub(super) async fn page(
     State(api): State<Api>,
@@ -42,6 +38,7 @@ pub(super) async fn page(
         let form = (caller.role >= Role::Operator).then_some(proof).flatten();
         Ok::<_, ApiError>(layout(
             &format!("Order {order_id}"),
+            "/orders",
             render(&detail, form.as_deref()),
         ))
     };
@@ -49,10 +46,6 @@ pub(super) async fn page(
         Ok(page) => page.into_response(),
         Err(error) => refusal(error),
     }
-}
-
-fn badge(state: &str) -> Markup {
-    html! { span.badge.(state) { (state) } }
 }
 
 fn render(detail: &OrderDetail, form_proof: Option<&str>) -> Markup {
@@ -63,8 +56,6 @@ fn render(detail: &OrderDetail, form_proof: Option<&str>) -> Markup {
         segment(&order.order_id)
     );
     html! {
-        style { (maud::PreEscaped(BADGE_STYLE)) }
-        nav { a href="/" { "Overview" } " · " a href="/orders" { "Orders" } " · " a href="/locks" { "Locks" } }
         h1 { "Order " (order.order_id) " on " (order.marketplace) }
         table {
             tr { th { "status" } td { b { (order.status.clone().unwrap_or_else(|| "unknown".into())) } " (raw " code { (order.raw_status) } ")" } }

@@ -2,10 +2,10 @@
 //! filters (marketplace, status, dates, search), sortable column headers and
 //! pagination links. Every link is a plain GET, so it works without script.
 
-use super::{query_string, refusal, segment};
+use super::layout::{page as layout, time};
+use super::{pager, query_string, refusal, segment};
 use crate::admin::orders::{self, OrderQuery};
 use crate::admin::tokens::Caller;
-use crate::api::dashboard::{page as layout, time};
 use crate::api::{Api, ApiError};
 use crate::domain::OrderStatus;
 use axum::extract::{Query, State};
@@ -66,15 +66,7 @@ async fn render(
         .filter(|s| !s.is_empty())
         .unwrap_or("updated");
     let descending = query.order.as_deref() != Some("asc");
-    let window = filter.window;
-    let (first, last) = (
-        (window.offset + 1).min(found.total),
-        (window.offset + found.items.len() as i64).min(found.total),
-    );
-    let previous = (window.offset > 0).then(|| (window.offset - window.limit).max(0));
-    let next = (window.offset + window.limit < found.total).then_some(window.offset + window.limit);
     let body = html! {
-        nav { a href="/" { "Overview" } " · " b { "Orders" } " · " a href="/locks" { "Locks" } }
         h1 { "Orders" }
         form method="get" action="/orders" {
             label { "marketplace "
@@ -103,7 +95,6 @@ async fn render(
             input type="hidden" name="sort" value=(sort);
             " " button { "Filter" }
         }
-        p { (found.total) " orders" @if found.total > 0 { ", " (first) "–" (last) " shown" } "." }
         table {
             tr {
                 @for (label, key) in SORTABLE {
@@ -126,10 +117,7 @@ async fn render(
                 }
             }
         }
-        p {
-            @if let Some(offset) = previous { a href=(link(Some(sort), query.order.as_deref(), Some(offset))) { "← previous" } " " }
-            @if let Some(offset) = next { a href=(link(Some(sort), query.order.as_deref(), Some(offset))) { "next →" } }
-        }
+        (pager(found.total, found.items.len(), filter.window, |offset| link(Some(sort), query.order.as_deref(), Some(offset))))
     };
-    Ok(layout("Orders", body).into_response())
+    Ok(layout("Orders", "/orders", body).into_response())
 }
