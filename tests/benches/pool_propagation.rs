@@ -35,15 +35,7 @@ async fn main() {
             sim.listing(marketplace, sku, 0).await;
         }
     }
-    let _workers: Vec<_> = [
-        "stockfleet-locker",
-        "stockfleet-reducer",
-        "stockfleet-poller",
-        "stockfleet-publisher",
-    ]
-    .into_iter()
-    .map(|binary| env.spawn(binary))
-    .collect();
+    let _workers: Vec<_> = env.spawn_fleet();
     for sku in &skus {
         env.set_stock_on("backmarket", sku, 1000).await;
         for marketplace in &MARKETPLACES[1..] {

@@ -62,6 +62,18 @@ impl ApiServer {
         json(response).await
     }
 
+    /// A page as the signed-in browser gets it (the dashboard's cookie): (status, body).
+    pub async fn page(&self, token: &str, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", format!("stockfleet_token={token}"))
+            .send()
+            .await
+            .expect("API answers");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, token, body).await
     }

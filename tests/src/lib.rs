@@ -188,6 +188,20 @@ impl TestEnv {
             })
     }
 
+    /// The fleet as processes: a locker, a reducer, a poller and a publisher
+    /// (each killed when dropped).
+    pub fn spawn_fleet(&self) -> Vec<tokio::process::Child> {
+        [
+            "stockfleet-locker",
+            "stockfleet-reducer",
+            "stockfleet-poller",
+            "stockfleet-publisher",
+        ]
+        .into_iter()
+        .map(|binary| self.spawn(binary))
+        .collect()
+    }
+
     /// Runs the `stockfleet` CLI with this test's settings; returns its output.
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
         self.command("stockfleet")

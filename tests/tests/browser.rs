@@ -219,15 +219,7 @@ async fn shop() -> Shop {
     sim.listing(BM, "BR-2", 5).await;
     env.set_stock_on(WOO, "BR-1", 10).await;
     env.set_stock_on(BM, "BR-2", 10).await;
-    let workers = [
-        "stockfleet-locker",
-        "stockfleet-reducer",
-        "stockfleet-poller",
-        "stockfleet-publisher",
-    ]
-    .into_iter()
-    .map(|binary| env.spawn(binary))
-    .collect();
+    let workers = env.spawn_fleet();
     let a = sim.place(WOO, "BR-1", 1).await;
     let b = sim.place(BM, "BR-2", 1).await;
     let c = sim.place(WOO, "BR-1", 2).await;

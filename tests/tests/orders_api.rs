@@ -488,18 +488,6 @@ async fn a_token_scoped_to_a_marketplace_sees_only_its_rows_everywhere() {
     api.stop().await;
 }
 
-/// A page as the signed-in browser gets it: (status, body).
-async fn page(api: &stockfleet_tests::ApiServer, token: &str, path: &str) -> (StatusCode, String) {
-    let response = api
-        .http
-        .get(format!("{}{path}", api.base))
-        .header("cookie", format!("stockfleet_token={token}"))
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
     let env = TestEnv::new().await;
@@ -529,12 +517,12 @@ async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
         .await
         .unwrap();
 
-    let (status, list) = page(
-        &api,
-        &viewer,
-        "/orders?marketplace=woocommerce&sort=total&order=asc",
-    )
-    .await;
+    let (status, list) = api
+        .page(
+            &viewer,
+            "/orders?marketplace=woocommerce&sort=total&order=asc",
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert!(list.contains("1–3 of 3"), "{list}");
     assert!(list.contains(r#"href="/orders/woocommerce/W-1""#), "{list}");
@@ -543,17 +531,17 @@ async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
         "the active column sorts the other way: {list}"
     );
     assert!(!list.contains("B-1"));
-    let (status, paged) = page(&api, &viewer, "/orders?limit=2").await;
+    let (status, paged) = api.page(&viewer, "/orders?limit=2").await;
     assert_eq!(status, StatusCode::OK);
     assert!(paged.contains("offset=2"), "a next link: {paged}");
-    let (status, refused) = page(&api, &viewer, "/orders?status=open").await;
+    let (status, refused) = api.page(&viewer, "/orders?status=open").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         refused.contains("\"open\"") || refused.contains("&quot;open&quot;"),
         "{refused}"
     );
 
-    let (status, detail) = page(&api, &viewer, "/orders/woocommerce/W-1").await;
+    let (status, detail) = api.page(&viewer, "/orders/woocommerce/W-1").await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert!(
         detail.contains(r#"<span class="badge locked">locked</span>"#),
@@ -562,7 +550,7 @@ async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
     assert!(detail.contains(r#"href="/stock/W-SKU-1""#), "{detail}");
     assert!(detail.contains("<details>"), "raw JSON folded");
     assert!(!detail.contains(r#"name="proof""#), "a viewer gets no form");
-    let (_, as_operator) = page(&api, &operator, "/orders/woocommerce/W-1").await;
+    let (_, as_operator) = api.page(&operator, "/orders/woocommerce/W-1").await;
     let proof = as_operator
         .split(r#"name="proof" value=""#)
         .nth(1)
@@ -592,7 +580,7 @@ async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
     );
     let sent = post(&proof).await.unwrap();
     assert_eq!(sent.headers()["location"], "/orders/woocommerce/W-1");
-    let (_, after) = page(&api, &operator, "/orders/woocommerce/W-1").await;
+    let (_, after) = api.page(&operator, "/orders/woocommerce/W-1").await;
     assert!(
         after.contains(r#"<span class="badge pending">pending</span>"#),
         "{after}"
@@ -600,10 +588,10 @@ async fn the_order_pages_link_filter_and_show_locks_and_the_operators_form() {
     assert!(after.contains("dashboard:otto"), "{after}");
 
     // A token of another marketplace: the order is a 404 page, the list empty of it.
-    let (status, hidden) = page(&api, &scoped, "/orders/woocommerce/W-1").await;
+    let (status, hidden) = api.page(&scoped, "/orders/woocommerce/W-1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(hidden.contains("<html"), "a page, not JSON: {hidden}");
-    let (_, theirs) = page(&api, &scoped, "/orders").await;
+    let (_, theirs) = api.page(&scoped, "/orders").await;
     assert!(
         theirs.contains("B-1") && !theirs.contains("W-1"),
         "{theirs}"

@@ -31,15 +31,7 @@ async fn sell_out(unguarded: bool) -> i64 {
     for sku in SKUS {
         sim.listing(BM, sku, 0).await;
     }
-    let _workers: Vec<_> = [
-        "stockfleet-locker",
-        "stockfleet-reducer",
-        "stockfleet-poller",
-        "stockfleet-publisher",
-    ]
-    .into_iter()
-    .map(|binary| env.spawn(binary))
-    .collect();
+    let _workers: Vec<_> = env.spawn_fleet();
     for sku in SKUS {
         env.set_stock_on(BM, sku, 20).await;
     }

@@ -27,15 +27,7 @@ async fn pooled_fleet(
     for marketplace in MARKETPLACES {
         sim.listing(marketplace, sku, 0).await;
     }
-    let workers = [
-        "stockfleet-locker",
-        "stockfleet-reducer",
-        "stockfleet-poller",
-        "stockfleet-publisher",
-    ]
-    .into_iter()
-    .map(|binary| env.spawn(binary))
-    .collect();
+    let workers = env.spawn_fleet();
     env.set_stock_on("backmarket", sku, on_hand).await;
     for marketplace in &MARKETPLACES[1..] {
         env.set_stock_on(marketplace, sku, 0).await;

@@ -10,7 +10,7 @@ use stockfleet::bus::Envelope;
 use stockfleet::domain::OrderStatus;
 use stockfleet::events::{ORDER_CREATED, OrderEvent, OrderEventItem};
 use stockfleet::ledger::Role as Worker;
-use stockfleet_tests::{ApiServer, TestEnv, changed, created, eventually};
+use stockfleet_tests::{TestEnv, changed, created, eventually};
 
 const BM: &str = "backmarket";
 const WOO: &str = "woocommerce";
@@ -255,36 +255,24 @@ async fn a_token_scoped_to_one_marketplace_never_sees_another_s_stock_or_locks()
     assert_eq!(env.scalar("SELECT count(*) FROM stock_pools").await, 0);
 
     // The pages apply the same scope.
-    let (status, listing) = page(&api, &woo, "/stock/LK-A1").await;
+    let (status, listing) = api.page(&woo, "/stock/LK-A1").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         listing.contains("W-1") && !listing.contains("O-1"),
         "{listing}"
     );
     assert_eq!(
-        page(&api, &woo, "/stock/LK-B2").await.0,
+        api.page(&woo, "/stock/LK-B2").await.0,
         StatusCode::NOT_FOUND
     );
-    let (_, locks_page) = page(&api, &woo, "/locks?status=").await;
+    let (_, locks_page) = api.page(&woo, "/locks?status=").await;
     assert!(
         locks_page.contains("W-1") && !locks_page.contains("O-2"),
         "{locks_page}"
     );
-    let (_, overview) = page(&api, &woo, "/").await;
+    let (_, overview) = api.page(&woo, "/").await;
     assert!(!overview.contains("LK-B2"), "{overview}");
     api.stop().await;
-}
-
-/// A page as the signed-in browser gets it: (status, body).
-async fn page(api: &ApiServer, token: &str, path: &str) -> (StatusCode, String) {
-    let response = api
-        .http
-        .get(format!("{}{path}", api.base))
-        .header("cookie", format!("stockfleet_token={token}"))
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -293,7 +281,7 @@ async fn the_locks_and_listing_pages_link_filter_and_page() {
     let api = env.api().await;
     let viewer = env.token("vera", Role::Viewer).await;
 
-    let (status, locks) = page(&api, &viewer, "/locks").await;
+    let (status, locks) = api.page(&viewer, "/locks").await;
     assert_eq!(status, StatusCode::OK);
     assert!(locks.contains(r#"name="viewport""#));
     for link in [
@@ -307,20 +295,20 @@ async fn the_locks_and_listing_pages_link_filter_and_page() {
         !locks.contains("O-3"),
         "released locks only when asked: {locks}"
     );
-    let (_, stale) = page(
-        &api,
-        &viewer,
-        "/locks?marketplace=&sku=&order_id=&status=locked&older_than_hours=24",
-    )
-    .await;
+    let (_, stale) = api
+        .page(
+            &viewer,
+            "/locks?marketplace=&sku=&order_id=&status=locked&older_than_hours=24",
+        )
+        .await;
     assert!(stale.contains("O-1") && !stale.contains("O-2"), "{stale}");
-    let (status, refused) = page(&api, &viewer, "/locks?status=lockd").await;
+    let (status, refused) = api.page(&viewer, "/locks?status=lockd").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(refused.contains("lockd"), "{refused}");
-    let (status, _) = page(&api, &viewer, "/locks?older_than_hours=soon").await;
+    let (status, _) = api.page(&viewer, "/locks?older_than_hours=soon").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let (status, listing) = page(&api, &viewer, "/stock/LK-A1").await;
+    let (status, listing) = api.page(&viewer, "/stock/LK-A1").await;
     assert_eq!(status, StatusCode::OK);
     for shown in [
         "backmarket",
@@ -331,21 +319,21 @@ async fn the_locks_and_listing_pages_link_filter_and_page() {
     ] {
         assert!(listing.contains(shown), "{shown} in {listing}");
     }
-    let (status, unknown) = page(&api, &viewer, "/stock/NOPE").await;
+    let (status, unknown) = api.page(&viewer, "/stock/NOPE").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(unknown.contains("NOPE"), "{unknown}");
 
-    let (_, stock) = page(&api, &viewer, "/stock?sku=b2").await;
+    let (_, stock) = api.page(&viewer, "/stock?sku=b2").await;
     assert!(
         stock.contains("LK-B2") && !stock.contains(r#"href="/stock/LK-A1""#),
         "{stock}"
     );
-    let (_, first) = page(&api, &viewer, "/stock?limit=2").await;
+    let (_, first) = api.page(&viewer, "/stock?limit=2").await;
     assert!(
         first.contains("1–2 of 3") && first.contains("offset=2"),
         "{first}"
     );
-    let (_, overview) = page(&api, &viewer, "/").await;
+    let (_, overview) = api.page(&viewer, "/").await;
     assert!(overview.contains(r#"href="/locks""#) && overview.contains(r#"href="/stock/LK-A1""#));
     api.stop().await;
 }

@@ -4,7 +4,7 @@
 //! ones), with the count per status and pagination links.
 
 use super::layout::{badge, page as layout, time};
-use super::{number, pager, query_string, refusal, segment};
+use super::{marketplace_choice, number, pager, query_string, refusal, segment, sku_field};
 use crate::admin::locks::{self, LOCK_STATUSES, LockQuery};
 use crate::admin::tokens::Caller;
 use crate::api::{Api, ApiError};
@@ -32,10 +32,7 @@ pub(super) async fn page(
     caller: Result<Caller, ApiError>,
     Query(form): Query<LockForm>,
 ) -> Response {
-    match render(&api, caller, form).await {
-        Ok(response) => response,
-        Err(error) => refusal(error),
-    }
+    render(&api, caller, form).await.unwrap_or_else(refusal)
 }
 
 async fn render(
@@ -87,15 +84,8 @@ async fn render(
     let body = html! {
         h1 { "Stock locks" }
         form method="get" action="/locks" {
-            label { "marketplace "
-                select name="marketplace" {
-                    option value="" { "any" }
-                    @for code in &codes {
-                        option value=(code) selected[form.marketplace.as_deref() == Some(code)] { (code) }
-                    }
-                }
-            }
-            label { "SKU " input name="sku" value=(form.sku.clone().unwrap_or_default()) placeholder="part of a SKU"; }
+            (marketplace_choice(&codes, form.marketplace.as_deref()))
+            (sku_field(form.sku.as_deref()))
             label { "order " input name="order_id" value=(form.order_id.clone().unwrap_or_default()); }
             label { "status "
                 select name="status" {

@@ -80,6 +80,27 @@ fn pager(total: i64, shown: usize, window: Window, link: impl Fn(i64) -> String)
     }
 }
 
+/// A filter form's marketplace choice: any, or one the caller sees.
+fn marketplace_choice(codes: &[String], chosen: Option<&str>) -> Markup {
+    html! {
+        label { "marketplace "
+            select name="marketplace" {
+                option value="" { "any" }
+                @for code in codes {
+                    option value=(code) selected[chosen == Some(code.as_str())] { (code) }
+                }
+            }
+        }
+    }
+}
+
+/// A filter form's SKU field: part of a SKU, any case.
+fn sku_field(value: Option<&str>) -> Markup {
+    html! {
+        label { "SKU " input name="sku" value=(value.unwrap_or_default()) placeholder="part of a SKU"; }
+    }
+}
+
 /// A number typed in a form: empty is none, anything else must be a whole number.
 fn number(field: &str, text: &Option<String>) -> Result<Option<i64>, Invalid> {
     match listing::given(text) {

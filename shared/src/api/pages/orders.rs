@@ -3,7 +3,7 @@
 //! pagination links. Every link is a plain GET, so it works without script.
 
 use super::layout::{page as layout, time};
-use super::{pager, query_string, refusal, segment};
+use super::{marketplace_choice, pager, query_string, refusal, segment};
 use crate::admin::orders::{self, OrderQuery};
 use crate::admin::tokens::Caller;
 use crate::api::{Api, ApiError};
@@ -27,10 +27,7 @@ pub(super) async fn page(
     caller: Result<Caller, ApiError>,
     Query(query): Query<OrderQuery>,
 ) -> Response {
-    match render(&api, caller, query).await {
-        Ok(response) => response,
-        Err(error) => refusal(error),
-    }
+    render(&api, caller, query).await.unwrap_or_else(refusal)
 }
 
 async fn render(
@@ -69,14 +66,7 @@ async fn render(
     let body = html! {
         h1 { "Orders" }
         form method="get" action="/orders" {
-            label { "marketplace "
-                select name="marketplace" {
-                    option value="" { "any" }
-                    @for code in &codes {
-                        option value=(code) selected[query.marketplace.as_deref() == Some(code)] { (code) }
-                    }
-                }
-            }
+            (marketplace_choice(&codes, query.marketplace.as_deref()))
             " "
             label { "status "
                 select name="status" {

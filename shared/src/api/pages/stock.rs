@@ -6,7 +6,7 @@
 //! paginated.
 
 use super::layout::{badge, page as layout, time};
-use super::{number, pager, query_string, refusal, segment};
+use super::{marketplace_choice, number, pager, query_string, refusal, segment, sku_field};
 use crate::admin::locks::{self, LockFilter};
 use crate::admin::overview::{self, HistoryQuery};
 use crate::admin::pools::{self, PoolError, PoolView};
@@ -34,10 +34,9 @@ pub(super) async fn list(
     caller: Result<Caller, ApiError>,
     Query(form): Query<StockForm>,
 ) -> Response {
-    match render_list(&api, caller, form).await {
-        Ok(response) => response,
-        Err(error) => refusal(error),
-    }
+    render_list(&api, caller, form)
+        .await
+        .unwrap_or_else(refusal)
 }
 
 async fn render_list(
@@ -70,15 +69,8 @@ async fn render_list(
     let body = html! {
         h1 { "Stock" }
         form method="get" action="/stock" {
-            label { "marketplace "
-                select name="marketplace" {
-                    option value="" { "any" }
-                    @for code in &codes {
-                        option value=(code) selected[form.marketplace.as_deref() == Some(code)] { (code) }
-                    }
-                }
-            }
-            label { "SKU " input name="sku" value=(form.sku.clone().unwrap_or_default()) placeholder="part of a SKU"; }
+            (marketplace_choice(&codes, form.marketplace.as_deref()))
+            (sku_field(form.sku.as_deref()))
             button { "Filter" }
         }
         (rows_table(&found.items, true))
@@ -145,10 +137,9 @@ pub(super) async fn listing(
     Path(sku): Path<String>,
     Query(form): Query<ListingForm>,
 ) -> Response {
-    match render_listing(&api, caller, &sku, form).await {
-        Ok(response) => response,
-        Err(error) => refusal(error),
-    }
+    render_listing(&api, caller, &sku, form)
+        .await
+        .unwrap_or_else(refusal)
 }
 
 async fn render_listing(
