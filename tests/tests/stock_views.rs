@@ -319,6 +319,19 @@ async fn the_locks_and_listing_pages_link_filter_and_page() {
     ] {
         assert!(listing.contains(shown), "{shown} in {listing}");
     }
+    // A pooled listing shows its pool: on hand, locks and each marketplace's share.
+    stockfleet::admin::pools::pool(&env.db, "LK-B2", None, "test")
+        .await
+        .unwrap();
+    let (_, pooled) = api.page(&viewer, "/stock/LK-B2").await;
+    for shown in [
+        "Shared pool",
+        "on hand <b>10</b>",
+        "locked <b>1</b>",
+        "available <b>9</b>",
+    ] {
+        assert!(pooled.contains(shown), "{shown} in {pooled}");
+    }
     let (status, unknown) = api.page(&viewer, "/stock/NOPE").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(unknown.contains("NOPE"), "{unknown}");
