@@ -35,6 +35,16 @@ pub struct Settings {
     /// Prefix of every exchange and queue name, so tenants and tests can share a broker.
     #[arg(long, env = "BUS_PREFIX", default_value = "stockfleet")]
     pub bus_prefix: String,
+    /// The most units one stock row may list; a correction above it is
+    /// refused (a typo, not a count). A value that is not a whole number
+    /// from 1 up stops the process at start, naming the variable.
+    #[arg(
+        long,
+        env = "STOCK_LEVEL_MAX",
+        default_value_t = crate::domain::input::DEFAULT_MAX_STOCK_LEVEL,
+        value_parser = clap::value_parser!(i32).range(1..)
+    )]
+    pub stock_level_max: i32,
     #[command(flatten)]
     pub consumer: ConsumerSettings,
 }
@@ -70,6 +80,12 @@ pub struct ConsumerSettings {
 }
 
 impl Settings {
+    /// Makes the settings that rules read process-wide ([`max_stock_level`])
+    /// this process's; the first call wins.
+    pub fn apply(&self) {
+        let _ = MAX_STOCK_LEVEL.set(self.stock_level_max);
+    }
+
     pub fn amqp_timeout(&self) -> Duration {
         Duration::from_secs(self.amqp_timeout_seconds.max(1))
     }
@@ -80,23 +96,15 @@ impl Settings {
     }
 }
 
-/// The most units one stock row may list: `STOCK_LEVEL_MAX`, default
-/// 1,000,000. A correction above it is refused (a typo, not a count).
+static MAX_STOCK_LEVEL: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// The most units one stock row may list: the process's
+/// [`Settings::stock_level_max`] once [`Settings::apply`] ran, else the default.
 pub fn max_stock_level() -> i32 {
-    static MAX: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        let default = crate::domain::input::DEFAULT_MAX_STOCK_LEVEL;
-        match std::env::var("STOCK_LEVEL_MAX") {
-            Err(_) => default,
-            Ok(text) => match text.trim().parse::<i32>() {
-                Ok(max) if max > 0 => max,
-                _ => {
-                    tracing::error!(value = %text, default, "STOCK_LEVEL_MAX is not a positive number of units; using the default");
-                    default
-                }
-            },
-        }
-    })
+    MAX_STOCK_LEVEL
+        .get()
+        .copied()
+        .unwrap_or(crate::domain::input::DEFAULT_MAX_STOCK_LEVEL)
 }
 
 impl ConsumerSettings {

@@ -34,6 +34,7 @@ impl Worker {
         health: Option<SocketAddr>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        settings.apply();
         let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
             .await?;
         let codes = crate::marketplace::directory::codes(&db).await?;

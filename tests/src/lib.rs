@@ -71,6 +71,7 @@ impl TestEnv {
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             amqp_timeout_seconds: 10,
             bus_prefix: String::new(),
+            stock_level_max: stockfleet::domain::input::DEFAULT_MAX_STOCK_LEVEL,
             consumer: ConsumerSettings {
                 prefetch: 100,
                 batch_size: 50,

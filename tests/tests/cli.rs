@@ -293,3 +293,44 @@ async fn cli_failure(env: &TestEnv, args: &[&str], (name, value): (&str, &str)) 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[tokio::test]
+async fn a_malformed_stock_level_max_stops_every_binary_naming_it() {
+    let env = TestEnv::new().await;
+    for value in ["ten", "0", "-5", "99999999999"] {
+        let (failed, stderr) =
+            cli_failure(&env, &["stock", "show", "X"], ("STOCK_LEVEL_MAX", value)).await;
+        assert!(failed, "{value}");
+        assert!(stderr.contains("STOCK_LEVEL_MAX"), "{value}: {stderr}");
+    }
+    let worker = env
+        .command("stockfleet-locker")
+        .env("STOCK_LEVEL_MAX", "ten")
+        .output()
+        .await
+        .unwrap();
+    assert!(!worker.status.success());
+    assert!(String::from_utf8_lossy(&worker.stderr).contains("STOCK_LEVEL_MAX"));
+
+    // A valid one is the bound a correction meets.
+    let env_max = env
+        .command("stockfleet")
+        .args([
+            "stock",
+            "set",
+            "CAP-1",
+            "--marketplace",
+            "backmarket",
+            "--quantity",
+            "60",
+            "--create",
+            "--reason",
+            "count",
+        ])
+        .env("STOCK_LEVEL_MAX", "50")
+        .output()
+        .await
+        .unwrap();
+    assert!(!env_max.status.success());
+    assert!(String::from_utf8_lossy(&env_max.stderr).contains("maximum of 50"));
+}
