@@ -16,25 +16,28 @@ use std::time::Duration;
 
 /// Heartbeat asked for when AMQP_URL names none, in seconds.
 const DEFAULT_HEARTBEAT: u16 = 10;
-/// How long one reconnect attempt may take before it counts as failed.
-const RECONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often [`closed`] looks at a channel's state.
 const CHANNEL_WATCH: Duration = Duration::from_millis(50);
 
 pub struct Link {
     url: String,
+    /// How long one reconnect attempt may take before it counts as failed
+    /// (AMQP_TIMEOUT_SECONDS, as for the first connect).
+    reconnect_timeout: Duration,
     current: RwLock<Arc<Connection>>,
     /// One reconnect at a time; the others wait for it and share its result.
     reconnecting: tokio::sync::Mutex<()>,
 }
 
 impl Link {
-    /// Connects once to `url` (with a heartbeat unless it names one).
-    pub async fn open(url: &str) -> lapin::Result<Self> {
+    /// Connects once to `url` (with a heartbeat unless it names one); a
+    /// reconnect later may take `reconnect_timeout`.
+    pub async fn open(url: &str, reconnect_timeout: Duration) -> lapin::Result<Self> {
         let url = with_heartbeat(url);
         let connection = connect(&url).await?;
         Ok(Self {
             url,
+            reconnect_timeout,
             current: RwLock::new(Arc::new(connection)),
             reconnecting: tokio::sync::Mutex::new(()),
         })
@@ -57,7 +60,7 @@ impl Link {
         let _only_one = self.reconnecting.lock().await;
         let mut connection = self.connection();
         if !connection.status().connected() {
-            let fresh = tokio::time::timeout(RECONNECT_TIMEOUT, connect(&self.url))
+            let fresh = tokio::time::timeout(self.reconnect_timeout, connect(&self.url))
                 .await
                 .map_err(|_| {
                     lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))

@@ -43,7 +43,7 @@ impl Bus {
         };
         let link = crate::retry::retry(
             &policy,
-            || declare::within(timeout, connection::Link::open(url)),
+            || declare::within(timeout, connection::Link::open(url, timeout)),
             |_| true,
             |error, wait| tracing::warn!(error = %format!("{error:#}"), ?wait, "RabbitMQ not reachable yet; retrying"),
         )
