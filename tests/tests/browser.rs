@@ -110,7 +110,9 @@ impl Browser {
         self.client.source().await.expect("page source")
     }
 
+    /// Clicks a link or a form's button and waits for the page it leads to.
     async fn click(&self, css: &str) {
+        let before = self.client.current_url().await.expect("url");
         self.client
             .find(Locator::Css(css))
             .await
@@ -118,6 +120,16 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        eventually(&format!("the page {css} leads to"), || async {
+            let now = self.client.current_url().await.expect("url");
+            let ready = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .expect("page state");
+            now != before && ready == "complete"
+        })
+        .await;
     }
 
     async fn count(&self, css: &str) -> usize {
