@@ -45,10 +45,10 @@ pub struct LockQuery {
 #[derive(Debug, Clone)]
 pub struct LockFilter {
     marketplaces: Vec<String>,
-    /// A LIKE pattern.
-    sku: Option<String>,
     /// One SKU exactly (a listing's locks).
-    sku_exact: Option<String>,
+    sku: Option<String>,
+    /// A LIKE pattern over SKUs.
+    sku_like: Option<String>,
     order_id: Option<String>,
     status: Option<&'static str>,
     older_than_hours: Option<i32>,
@@ -80,8 +80,8 @@ impl LockQuery {
             .transpose()?;
         Ok(LockFilter {
             marketplaces: listing::marketplaces(&self.marketplace, visible)?,
-            sku: given(&self.sku).map(like_pattern),
-            sku_exact: None,
+            sku: None,
+            sku_like: given(&self.sku).map(like_pattern),
             order_id: given(&self.order_id).map(str::to_owned),
             status,
             older_than_hours,
@@ -95,8 +95,8 @@ impl LockFilter {
     pub fn active_of_sku(visible: &[String], sku: &str) -> Self {
         Self {
             marketplaces: visible.to_vec(),
-            sku: None,
-            sku_exact: Some(sku.to_owned()),
+            sku: Some(sku.to_owned()),
+            sku_like: None,
             order_id: None,
             status: Some("locked"),
             older_than_hours: None,
@@ -142,10 +142,9 @@ const LOCKS: &str = "marketplace_stock_locks l
     JOIN marketplaces m ON m.id = l.marketplace_id";
 
 /// Every filter but the status ($1 to $5).
-const LOCK_WHERE: &str = "m.code = ANY($1) AND ($2::text IS NULL OR v.sku ILIKE $2)
-    AND ($3::text IS NULL OR l.order_external_id = $3)
-    AND ($4::int IS NULL OR COALESCE(l.locked_at, l.created_at) < now() - make_interval(hours => $4))
-    AND ($5::text IS NULL OR v.sku = $5)";
+const LOCK_WHERE: &str = "m.code = ANY($1) AND ($2::text IS NULL OR v.sku = $2)
+    AND ($3::text IS NULL OR v.sku ILIKE $3) AND ($4::text IS NULL OR l.order_external_id = $4)
+    AND ($5::int IS NULL OR COALESCE(l.locked_at, l.created_at) < now() - make_interval(hours => $5))";
 
 /// The page of locks the filter asks for, oldest first: the oldest active
 /// locks are the ones to look at.
@@ -155,9 +154,9 @@ pub async fn locks(pool: &PgPool, filter: &LockFilter) -> sqlx::Result<LockList>
     )))
     .bind(&filter.marketplaces)
     .bind(&filter.sku)
+    .bind(&filter.sku_like)
     .bind(&filter.order_id)
     .bind(filter.older_than_hours)
-    .bind(&filter.sku_exact)
     .fetch_all(pool)
     .await?;
     let mut by_status = LockCounts::default();
@@ -184,9 +183,9 @@ pub async fn locks(pool: &PgPool, filter: &LockFilter) -> sqlx::Result<LockList>
     )))
     .bind(&filter.marketplaces)
     .bind(&filter.sku)
+    .bind(&filter.sku_like)
     .bind(&filter.order_id)
     .bind(filter.older_than_hours)
-    .bind(&filter.sku_exact)
     .bind(filter.status)
     .bind(filter.window.limit)
     .bind(filter.window.offset)
@@ -253,7 +252,7 @@ mod tests {
         };
         let filter = query.check(&visible()).unwrap();
         assert_eq!(filter.marketplaces, visible());
-        assert_eq!(filter.sku.as_deref(), Some("%ip\\_14%"));
+        assert_eq!(filter.sku_like.as_deref(), Some("%ip\\_14%"));
         assert_eq!(filter.order_id, None);
     }
 }

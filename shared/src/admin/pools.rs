@@ -74,6 +74,14 @@ pub struct PoolView {
     pub marketplaces: Vec<PoolMarketplace>,
 }
 
+impl PoolView {
+    /// Keeps the marketplace rows `scope` sees (the pool's totals stay the pool's).
+    pub fn seen_by(mut self, scope: &super::scope::Scope) -> Self {
+        self.marketplaces.retain(|row| scope.sees(&row.marketplace));
+        self
+    }
+}
+
 /// A row of the variation, locked.
 struct Member {
     id: i64,
@@ -247,6 +255,7 @@ pub async fn set_on_hand(
 
 /// The pool of `sku` with each marketplace's locks, rule and shown quantity.
 pub async fn view(db: &PgPool, sku: &str) -> Result<PoolView, PoolError> {
+    input::text("sku", sku)?;
     let pool_row = sqlx::query(
         "SELECT p.on_hand, p.last_units, p.last_units_marketplace_id, h.code AS holder
          FROM stock_pools p JOIN variations v ON v.id = p.variation_id

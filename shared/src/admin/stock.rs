@@ -248,6 +248,7 @@ pub async fn show(
     sku: &str,
     visible: Option<&[String]>,
 ) -> Result<Vec<StockRowView>, StockError> {
+    input::text("sku", sku)?;
     let filter = StockFilter {
         marketplaces: visible.map(<[String]>::to_vec),
         sku: Some(sku.to_owned()),

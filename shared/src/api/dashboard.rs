@@ -6,7 +6,7 @@
 
 use super::auth::COOKIE;
 use super::pages::layout::{page, time};
-use super::pages::{query_string, segment};
+use super::pages::{marketplace_choice, query_string, refusal, segment, sku_field};
 use super::{Api, ApiError};
 use crate::admin::locks::{self, LockQuery};
 use crate::admin::orders::{self, OrderQuery};
@@ -40,10 +40,16 @@ async fn dashboard(
     State(api): State<Api>,
     caller: Result<Caller, ApiError>,
     Query(query): Query<DashboardQuery>,
+) -> Response {
+    render(&api, caller, query).await.unwrap_or_else(refusal)
+}
+
+async fn render(
+    api: &Api,
+    caller: Result<Caller, ApiError>,
+    query: DashboardQuery,
 ) -> Result<Response, ApiError> {
-    let Ok(caller) = caller else {
-        return Ok(Redirect::to("/login").into_response());
-    };
+    let caller = caller?;
     let codes = api.visible_codes(&caller).await?;
     let totals = overview::totals(&api.db, &codes).await?;
     let stock_query = StockQuery {
@@ -83,15 +89,9 @@ async fn dashboard(
             form.inline method="post" action="/logout" { button { "Sign out" } }
         }
         form method="get" action="/" {
-            "SKU " input name="sku" value=(query.sku.clone().unwrap_or_default());
-            " marketplace "
-            select name="marketplace" {
-                option value="" { "any" }
-                @for code in &codes {
-                    option value=(code) selected[query.marketplace.as_deref() == Some(code)] { (code) }
-                }
-            }
-            " " button { "Filter" }
+            (sku_field(query.sku.as_deref()))
+            (marketplace_choice(&codes, query.marketplace.as_deref()))
+            button { "Filter" }
         }
         p.totals {
             span { a href="/stock" { "stock rows" } " " b { (totals.stock_rows) } }

@@ -10,7 +10,7 @@ use super::{Api, ApiError};
 use crate::admin::pools::{self, Hold, PoolError, PoolView};
 use crate::admin::stock;
 use crate::admin::tokens::{Caller, Role};
-use crate::domain::input::{self, Invalid};
+use crate::domain::input::Invalid;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,6 @@ pub(super) fn router() -> OpenApiRouter<Api> {
 
 /// Refuses (404) a caller that does not see every marketplace row of `sku`.
 async fn sees_every_row(api: &Api, caller: &Caller, sku: &str) -> Result<(), ApiError> {
-    input::text("sku", sku)?;
     let rows = stock::show(&api.db, sku, None).await?;
     match rows.iter().find(|row| !caller.scope.sees(&row.marketplace)) {
         None => Ok(()),
@@ -63,10 +62,7 @@ async fn show(
     Path(sku): Path<String>,
 ) -> Result<Json<PoolView>, ApiError> {
     require(&caller, Role::Viewer)?;
-    input::text("sku", &sku)?;
-    let mut view = pools::view(&api.db, &sku).await?;
-    view.marketplaces
-        .retain(|row| caller.scope.sees(&row.marketplace));
+    let view = pools::view(&api.db, &sku).await?.seen_by(&caller.scope);
     if view.marketplaces.is_empty() {
         return Err(PoolError::NotPooled(sku).into());
     }

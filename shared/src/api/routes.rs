@@ -52,7 +52,6 @@ async fn stock_of_sku(
     Path(sku): Path<String>,
 ) -> Result<Json<Vec<StockRowView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    input::text("sku", &sku)?;
     let codes = api.visible_codes(&caller).await?;
     Ok(Json(stock::show(&api.db, &sku, Some(&codes)).await?))
 }
@@ -68,11 +67,14 @@ async fn history(
     QueryParams(query): QueryParams<HistoryQuery>,
 ) -> Result<Json<Page<HistoryView>>, ApiError> {
     require(&caller, Role::Viewer)?;
-    input::text("sku", &sku)?;
     let codes = api.visible_codes(&caller).await?;
     let filter = query.check(&codes)?;
-    stock::show(&api.db, &sku, Some(&codes)).await?;
-    Ok(Json(overview::history(&api.db, &sku, &filter).await?))
+    let page = overview::history(&api.db, &sku, &filter).await?;
+    if page.total == 0 {
+        // No history: an unknown SKU (or one outside the token's marketplaces) is a 404.
+        stock::show(&api.db, &sku, Some(&codes)).await?;
+    }
+    Ok(Json(page))
 }
 
 /// `{"set": 12, "reason": "counted"}` or `{"adjust": -2, "reason": "damaged"}`.

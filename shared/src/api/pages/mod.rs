@@ -33,7 +33,7 @@ pub(super) fn router() -> Router<Api> {
 
 /// A page's answer to a failure: to the sign-in page when there is no
 /// valid token, else the error as a small page with its status.
-fn refusal(error: ApiError) -> Response {
+pub(super) fn refusal(error: ApiError) -> Response {
     if matches!(error, ApiError::Unauthenticated) {
         return Redirect::to("/login").into_response();
     }
@@ -81,7 +81,7 @@ fn pager(total: i64, shown: usize, window: Window, link: impl Fn(i64) -> String)
 }
 
 /// A filter form's marketplace choice: any, or one the caller sees.
-fn marketplace_choice(codes: &[String], chosen: Option<&str>) -> Markup {
+pub(super) fn marketplace_choice(codes: &[String], chosen: Option<&str>) -> Markup {
     html! {
         label { "marketplace "
             select name="marketplace" {
@@ -95,7 +95,7 @@ fn marketplace_choice(codes: &[String], chosen: Option<&str>) -> Markup {
 }
 
 /// A filter form's SKU field: part of a SKU, any case.
-fn sku_field(value: Option<&str>) -> Markup {
+pub(super) fn sku_field(value: Option<&str>) -> Markup {
     html! {
         label { "SKU " input name="sku" value=(value.unwrap_or_default()) placeholder="part of a SKU"; }
     }

@@ -152,11 +152,7 @@ async fn render_listing(
     let codes = api.visible_codes(&caller).await?;
     let rows = stock::show(&api.db, sku, Some(&codes)).await?;
     let pool = match pools::view(&api.db, sku).await {
-        Ok(mut view) => {
-            view.marketplaces
-                .retain(|row| caller.scope.sees(&row.marketplace));
-            Some(view)
-        }
+        Ok(view) => Some(view.seen_by(&caller.scope)),
         Err(PoolError::NotPooled(_)) => None,
         Err(error) => return Err(error.into()),
     };
