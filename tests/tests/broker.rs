@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stockfleet::bus::{Bus, QueueSpec, Topology};
+use stockfleet::bus::{Bus, Envelope, Exchange, QueueSpec, Topology};
+use stockfleet::events::{ACCEPT_ORDERLINE, AcceptOrderline, marketplace_command_key};
 use stockfleet::config::Settings;
 use stockfleet::worker::Worker;
 use stockfleet_tests::broker::{self, OwnPrefix, SEEDED};
@@ -46,9 +47,9 @@ async fn a_fleet_with_n_marketplaces_declares_the_documented_number_of_quorum_qu
         queues.len(),
         "every queue is a quorum queue: {queues:?}"
     );
-    // docs/architecture.md: 2 × (3 + M) + D + 1, here M = 5 and D = 5.
+    // docs/architecture.md: 2 × (3 + 2M) + D + 1, here M = 5 and D = 5.
     assert_eq!(quorum, Topology::quorum_queue_count(5, 5));
-    assert_eq!(quorum, 22, "{queues:?}");
+    assert_eq!(quorum, 32, "{queues:?}");
 }
 
 #[tokio::test]
@@ -64,11 +65,12 @@ async fn publisher_queues_are_declared_single_active_consumer_and_no_other() {
             .2
             .clone()
     };
-    for marketplace in SEEDED {
-        let declared = arguments(QueueSpec::publisher(marketplace));
+    for spec in SEEDED.into_iter().flat_map(QueueSpec::publishers) {
+        let declared = arguments(spec.clone());
         assert!(
             declared.contains("{\"x-single-active-consumer\",true}"),
-            "{marketplace}: {declared}"
+            "{}: {declared}",
+            spec.name
         );
     }
     for spec in [
@@ -294,4 +296,91 @@ async fn a_worker_facing_a_broker_that_never_answers_is_alive_not_ready_and_stop
     assert!(exit.success(), "{exit}");
     println!("exited {:?} after SIGTERM", signalled.elapsed());
     listener.abort();
+}
+
+#[tokio::test]
+async fn an_older_stock_queue_gives_up_its_command_binding_to_the_commands_queue() {
+    let env = TestEnv::new().await;
+    let own = OwnPrefix::new("commands", &env.settings.amqp_url);
+    let mut settings = env.settings.clone();
+    settings.bus_prefix = own.prefix.clone();
+    let topology = settings.topology();
+    let bus = Bus::connect(
+        &settings.amqp_url,
+        topology.clone(),
+        settings.amqp_timeout(),
+    )
+    .await
+    .unwrap();
+    bus.declare(&[]).await.unwrap();
+    // What an older version declared: one publisher queue per marketplace,
+    // bound to the marketplace's stock changes and its order commands.
+    let stock = QueueSpec::publisher("backmarket");
+    let stock_queue = topology.queue(&stock);
+    let commands_queue = topology.queue(&QueueSpec::publisher_commands("backmarket"));
+    let channel = bus.channel().await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(
+            stock_queue.as_str().into(),
+            durable,
+            topology.work_queue_arguments(&stock),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            stock_queue.as_str().into(),
+            topology.exchange(Exchange::Commands).as_str().into(),
+            "marketplace.backmarket.*".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let command = |n: u32| {
+        let accept = AcceptOrderline {
+            order_id: format!("O-{n}"),
+            item_id: "1".into(),
+            sku: "SKU".into(),
+        };
+        Envelope::new(ACCEPT_ORDERLINE, "backmarket", &accept)
+    };
+    let send = |envelope: Envelope| {
+        let channel = channel.clone();
+        let exchange = topology.exchange(Exchange::Commands);
+        async move {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    marketplace_command_key("backmarket", ACCEPT_ORDERLINE)
+                        .as_str()
+                        .into(),
+                    Default::default(),
+                    &envelope.to_bytes(),
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    send(command(1)).await;
+    assert_eq!(env.depth(&stock_queue).await, 1, "the old binding routes commands");
+
+    // This version's declaration (twice: retiring a binding that is gone is no error).
+    for _ in 0..2 {
+        bus.declare(&QueueSpec::all(SEEDED)).await.unwrap();
+    }
+    send(command(2)).await;
+    assert_eq!(env.depth(&commands_queue).await, 1, "commands have their own queue");
+    assert_eq!(
+        env.depth(&stock_queue).await,
+        1,
+        "the stock queue keeps what it had and gets no new command"
+    );
 }

@@ -168,8 +168,8 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
     }
 
     let publisher = env.start_publisher(&sim).await;
-    let bm_queue = env.queue(&QueueSpec::publisher(BM));
-    let rf_queue = env.queue(&QueueSpec::publisher(RF));
+    let bm_queue = env.queue(&QueueSpec::publisher_commands(BM));
+    let rf_queue = env.queue(&QueueSpec::publisher_commands(RF));
     env.wait_settled(&bm_queue, bm_commands.len() as u64).await;
     env.wait_settled(&rf_queue, rf_commands.len() as u64).await;
 
@@ -180,11 +180,11 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
     let bm_dlq = env
         .bus
         .topology
-        .dead_letter_queue(&QueueSpec::publisher(BM));
+        .dead_letter_queue(&QueueSpec::publisher_commands(BM));
     let rf_dlq = env
         .bus
         .topology
-        .dead_letter_queue(&QueueSpec::publisher(RF));
+        .dead_letter_queue(&QueueSpec::publisher_commands(RF));
     eventually("the unpaid line's accept dead-lettered", || async {
         env.depth(&bm_dlq).await == 1
     })
@@ -279,7 +279,7 @@ async fn a_publisher_killed_between_the_accept_and_its_acknowledgement_leaves_no
     let (order_id, item_id) = order_in(&sim, BM, "KILL-BM", &[]).await;
     // Back Market carries out the accept, then its answer is held back past the kill.
     sim.faults(BM, json!({"answer_delay_ms": 60000})).await;
-    let queue = env.queue(&QueueSpec::publisher(BM));
+    let queue = env.queue(&QueueSpec::publisher_commands(BM));
     let mut doomed = env.spawn("stockfleet-publisher");
     eventually("the publisher consuming", || async {
         env.consumers(&queue).await >= 1
@@ -304,9 +304,9 @@ async fn a_publisher_killed_between_the_accept_and_its_acknowledgement_leaves_no
     let dlq = env
         .bus
         .topology
-        .dead_letter_queue(&QueueSpec::publisher(BM));
+        .dead_letter_queue(&QueueSpec::publisher_commands(BM));
     assert_eq!(env.depth(&dlq).await, 0);
-    for retry in env.bus.topology.queue_names(&QueueSpec::publisher(BM)) {
+    for retry in env.bus.topology.queue_names(&QueueSpec::publisher_commands(BM)) {
         assert_eq!(env.depth(&retry).await, 0, "{retry}");
     }
     // The redelivered accept was refused (already accepted) and read as done.

@@ -21,7 +21,10 @@ fn marketplaces() -> Vec<String> {
 /// Every queue of a marketplace's publisher (work, dead letters) and the
 /// delay queues of `topology` (this test's alone) are empty.
 async fn drained(env: &TestEnv, topology: &Topology, marketplace: &str) -> bool {
-    let mut queues = topology.queue_names(&QueueSpec::publisher(marketplace));
+    let mut queues: Vec<String> = QueueSpec::publishers(marketplace)
+        .iter()
+        .flat_map(|spec| topology.queue_names(spec))
+        .collect();
     queues.extend(topology.delay_queues());
     for queue in queues {
         if env.depth(&queue).await > 0 {

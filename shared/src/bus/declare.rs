@@ -112,6 +112,17 @@ impl Topology {
             let exchange = self.exchange(*exchange);
             bind(channel, &queue, &exchange, pattern, FieldTable::default()).await?;
         }
+        for (exchange, pattern) in &spec.retired_bindings {
+            let exchange = self.exchange(*exchange);
+            channel
+                .queue_unbind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    pattern.as_str().into(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         bind(
             channel,
             &queue,

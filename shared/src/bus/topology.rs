@@ -53,6 +53,10 @@ impl Exchange {
 pub struct QueueSpec {
     pub name: String,
     pub bindings: Vec<(Exchange, String)>,
+    /// Bindings an older version declared and this one removes when it
+    /// declares the queue (the broker answers an unbind of a binding that
+    /// is not there with success, so this is idempotent).
+    pub retired_bindings: Vec<(Exchange, String)>,
     /// Only one consumer receives at a time, whatever the number of replicas:
     /// the publisher's per-marketplace rate limit then holds across the fleet.
     pub single_active_consumer: bool,
@@ -74,6 +78,7 @@ impl QueueSpec {
                 (Exchange::Events, "order.created.*".to_owned()),
                 (Exchange::Events, "order.status_changed.*".to_owned()),
             ],
+            retired_bindings: Vec::new(),
             single_active_consumer: false,
         }
     }
@@ -82,25 +87,52 @@ impl QueueSpec {
         Self {
             name: "poller".to_owned(),
             bindings: vec![(Exchange::Commands, "sync.*.*".to_owned())],
+            retired_bindings: Vec::new(),
             single_active_consumer: false,
         }
     }
 
+    /// A marketplace's stock pushes (`stock.changed.<mp>`). Up to version
+    /// 0.1 its order commands came here too; that binding is retired, and
+    /// commands still queued here are served all the same.
     pub fn publisher(marketplace: &str) -> Self {
         Self {
             name: format!("publisher.{marketplace}"),
-            bindings: vec![
-                (Exchange::Events, format!("stock.changed.{marketplace}")),
-                (Exchange::Commands, format!("marketplace.{marketplace}.*")),
-            ],
+            bindings: vec![(Exchange::Events, format!("stock.changed.{marketplace}"))],
+            retired_bindings: vec![(Exchange::Commands, Self::command_pattern(marketplace))],
             single_active_consumer: true,
         }
+    }
+
+    /// A marketplace's order commands (`marketplace.<mp>.*`): their own
+    /// queue, so an accept never waits behind a batch of stock pushes.
+    pub fn publisher_commands(marketplace: &str) -> Self {
+        Self {
+            name: format!("publisher.{marketplace}.commands"),
+            bindings: vec![(Exchange::Commands, Self::command_pattern(marketplace))],
+            retired_bindings: Vec::new(),
+            single_active_consumer: true,
+        }
+    }
+
+    fn command_pattern(marketplace: &str) -> String {
+        format!("marketplace.{marketplace}.*")
+    }
+
+    /// A marketplace's publisher queues, in the order to declare them:
+    /// order commands, then stock pushes (whose declaration retires the old
+    /// command binding once the commands queue is there to take them).
+    pub fn publishers(marketplace: &str) -> [Self; 2] {
+        [
+            Self::publisher_commands(marketplace),
+            Self::publisher(marketplace),
+        ]
     }
 
     /// Every consumer queue of a fleet serving these marketplaces.
     pub fn all<'a>(marketplaces: impl IntoIterator<Item = &'a str>) -> Vec<Self> {
         let mut specs = vec![Self::locker(), Self::reducer(), Self::poller()];
-        specs.extend(marketplaces.into_iter().map(Self::publisher));
+        specs.extend(marketplaces.into_iter().flat_map(Self::publishers));
         specs
     }
 }
@@ -129,10 +161,10 @@ impl Topology {
 
     /// Quorum queues of a fleet serving `marketplaces` with `delays` retry
     /// delays: a work and a dead-letter queue per consumer queue (locker,
-    /// reducer, poller, one publisher per marketplace), one queue per delay,
-    /// and the unroutable queue: 2 × (3 + M) + D + 1.
+    /// reducer, poller, two publisher queues per marketplace), one queue per
+    /// delay, and the unroutable queue: 2 × (3 + 2M) + D + 1.
     pub fn quorum_queue_count(marketplaces: usize, delays: usize) -> usize {
-        2 * (3 + marketplaces) + delays + 1
+        2 * (3 + 2 * marketplaces) + delays + 1
     }
 
     pub fn exchange(&self, exchange: Exchange) -> String {
@@ -245,10 +277,25 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_count_grows_by_two_per_marketplace_only() {
-        // Three marketplaces, five delays: 18 queues (42 with a retry queue
-        // per consumer queue and delay); ten marketplaces: 32 (91 before).
-        assert_eq!(Topology::quorum_queue_count(3, 5), 18);
-        assert_eq!(Topology::quorum_queue_count(10, 5), 32);
+    fn the_queue_count_grows_by_four_per_marketplace_only() {
+        // Three marketplaces, five delays: 24 queues (66 with a retry queue
+        // per consumer queue and delay); ten marketplaces: 52 (157 so).
+        assert_eq!(Topology::quorum_queue_count(3, 5), 24);
+        assert_eq!(Topology::quorum_queue_count(10, 5), 52);
+        let specs = QueueSpec::all(["a", "b", "c"]);
+        assert_eq!(2 * specs.len() + 5 + 1, 24);
+    }
+
+    #[test]
+    fn commands_and_stock_pushes_have_their_own_queues() {
+        let topology = Topology::new("t1", vec![Duration::from_secs(1)]);
+        let [commands, stock] = QueueSpec::publishers("backmarket");
+        assert_eq!(topology.queue(&stock), "t1.publisher.backmarket");
+        assert_eq!(topology.queue(&commands), "t1.publisher.backmarket.commands");
+        let commanding = (Exchange::Commands, "marketplace.backmarket.*".to_owned());
+        assert_eq!(commands.bindings, vec![commanding.clone()]);
+        assert!(!stock.bindings.contains(&commanding));
+        assert_eq!(stock.retired_bindings, vec![commanding]);
+        assert!(stock.single_active_consumer && commands.single_active_consumer);
     }
 }

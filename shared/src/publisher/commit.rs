@@ -23,6 +23,16 @@ pub(super) struct Effects {
     pub(super) propagated: Vec<(i64, PoolOrigin)>,
 }
 
+impl Effects {
+    /// Adds what another row's push recorded.
+    pub(super) fn merge(&mut self, other: Effects) {
+        self.synced.extend(other.synced);
+        self.notes.extend(other.notes);
+        self.request_poll |= other.request_poll;
+        self.propagated.extend(other.propagated);
+    }
+}
+
 /// A history row recording what the marketplace was shown (`api_sync`,
 /// `reconciliation`): the stock levels do not move, and the row records them
 /// as of the commit, read under the row lock, not as they were before the

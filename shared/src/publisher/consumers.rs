@@ -1,5 +1,6 @@
-//! The per-marketplace consumer set: one consumer per marketplace queue,
-//! following the marketplaces table.
+//! The per-marketplace consumer set: a consumer on each of a marketplace's
+//! two queues (order commands, stock pushes), both with the one handler (and
+//! so the one budget view) of that marketplace, following the marketplaces table.
 
 use super::{Options, PublisherHandler};
 use crate::bus::{self, QueueSpec};
@@ -83,26 +84,32 @@ impl Consumers {
         row: MarketplaceRow,
     ) -> anyhow::Result<bool> {
         let config = (options.configure)(&row)?;
-        let handler = PublisherHandler::new(worker.db.clone(), row.clone(), config)?;
-        let spec = QueueSpec::publisher(&row.code);
-        let created_queue = !worker
-            .bus
-            .queue_exists(&worker.bus.topology.queue(&spec))
-            .await?;
-        worker.bus.declare(std::slice::from_ref(&spec)).await?;
+        let handler = PublisherHandler::new(
+            worker.db.clone(),
+            row.clone(),
+            config,
+            options.calls_in_flight,
+        )?;
+        let specs = QueueSpec::publishers(&row.code);
+        let stock_queue = worker.bus.topology.queue(&QueueSpec::publisher(&row.code));
+        let created_queue = !worker.bus.queue_exists(&stock_queue).await?;
+        worker.bus.declare(&specs).await?;
         let stop = worker.shutdown.child_token();
         let generation = self.generation;
-        let code = row.code.clone();
-        let consumed = bus::consumer::run(
-            worker.bus.clone(),
-            spec,
-            worker.settings.consumer.clone(),
-            Arc::new(handler),
-            worker.tasks.clone(),
-            stop.clone(),
-        );
-        self.tasks
-            .spawn(async move { (code, generation, consumed.await) });
+        let handler = Arc::new(handler);
+        for spec in specs {
+            let code = row.code.clone();
+            let consumed = bus::consumer::run(
+                worker.bus.clone(),
+                spec,
+                worker.settings.consumer.clone(),
+                handler.clone(),
+                worker.tasks.clone(),
+                stop.clone(),
+            );
+            self.tasks
+                .spawn(async move { (code, generation, consumed.await) });
+        }
         self.running.insert(
             row.code.clone(),
             Running {

@@ -40,6 +40,7 @@
 //!   difference from what we last pushed is recorded as a `reconciliation`
 //!   history row, then the row is pushed like any other.
 
+mod batch;
 mod commands;
 mod commit;
 mod consumers;
@@ -62,6 +63,11 @@ pub const RECONCILIATION: &str = "reconciliation";
 /// At most one poll request per marketplace in this interval while increases wait.
 pub const POLL_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Calls of one class under way at once per marketplace: enough to keep a
+/// budget of tens of requests a second busy over a round trip of a few
+/// hundred milliseconds, few enough for a small database pool.
+pub const DEFAULT_CALLS_IN_FLIGHT: usize = 8;
+
 /// Builds a marketplace's adapter configuration from its row (production:
 /// [`directory::adapter_config`], credential from the environment).
 pub type Configure =
@@ -73,6 +79,9 @@ pub struct Options {
     pub schedule_hour: Duration,
     /// How often the marketplaces table is re-read (`MARKETPLACE_REFRESH_SECONDS`, 30 s).
     pub refresh: Duration,
+    /// Calls of one class a marketplace's batch has under way at once
+    /// (`PUBLISHER_CALLS_IN_FLIGHT`, 8).
+    pub calls_in_flight: usize,
 }
 
 impl Default for Options {
@@ -81,6 +90,7 @@ impl Default for Options {
             configure: Arc::new(directory::adapter_config),
             schedule_hour: Duration::from_secs(3600),
             refresh: Duration::from_secs(30),
+            calls_in_flight: DEFAULT_CALLS_IN_FLIGHT,
         }
     }
 }

@@ -28,6 +28,12 @@ pub(super) struct RowState {
 }
 
 impl RowState {
+    /// Whether the push lowers what the marketplace shows (as far as we know).
+    pub(super) fn is_decrease(&self) -> bool {
+        self.shown_estimate()
+            .is_some_and(|shown| (self.target as i32) < shown)
+    }
+
     /// What the marketplace shows now, as far as we know (push_guard).
     pub(super) fn shown_estimate(&self) -> Option<i32> {
         estimate_shown(

@@ -14,6 +14,9 @@ fn main() -> std::process::ExitCode {
         if let Some(refresh) = seconds_from_env("MARKETPLACE_REFRESH_SECONDS")? {
             options.refresh = refresh;
         }
+        if let Some(calls) = count_from_env("PUBLISHER_CALLS_IN_FLIGHT")? {
+            options.calls_in_flight = calls;
+        }
         publisher::run(worker, options).await
     })
 }
@@ -30,4 +33,16 @@ fn seconds_from_env(name: &str) -> anyhow::Result<Option<Duration>> {
             anyhow::anyhow!("{name} must be a positive number of seconds, not {value:?}")
         })?;
     Ok(Some(Duration::from_secs_f64(seconds)))
+}
+
+fn count_from_env(name: &str) -> anyhow::Result<Option<usize>> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    let count = value
+        .parse()
+        .ok()
+        .filter(|n: &usize| (1..=64).contains(n))
+        .ok_or_else(|| anyhow::anyhow!("{name} must be a whole number from 1 to 64, not {value:?}"))?;
+    Ok(Some(count))
 }

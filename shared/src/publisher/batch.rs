@@ -1,0 +1,222 @@
+//! One batch of a marketplace's queue: sorted into order commands (grouped
+//! by order) and stock rows (coalesced), then worked side by side.
+//!
+//! Commands are the orders class, pushes the listings class: they run at the
+//! same time, so neither waits for the other's permits. Within each, up to
+//! `calls_in_flight` calls are under way at once (one order's commands stay
+//! in sequence); the fleet's budget paces them and serves the high-priority
+//! ones (decreases, commands) first, and decreases are started first.
+
+use super::commit::Effects;
+use super::rows::Group;
+use super::{PublisherHandler, RECONCILIATION};
+use crate::bus::{Handler, HandlerError, Incoming};
+use crate::events::{STOCK_CHANGED, StockChanged};
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+impl Handler for PublisherHandler {
+    async fn handle(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Result<(), HandlerError>> = vec![Ok(()); batch.len()];
+        let sorted = self.sort(batch, &mut results);
+        // Commands (orders class) and pushes (listings class) go side by
+        // side: an accept never waits for a push's permit, nor the reverse.
+        let (commands, pushes) = tokio::join!(
+            self.run_commands(batch, sorted.commands),
+            self.run_pushes(batch, sorted.groups)
+        );
+        for (index, result) in commands {
+            results[index] = result;
+        }
+        let (pushed, effects) = match pushes {
+            Ok(pushes) => pushes,
+            Err(error) => return vec![Err(error); batch.len()],
+        };
+        for (index, result) in &pushed {
+            results[*index] = result.clone();
+        }
+        if let Err(error) = self.commit(effects).await {
+            // The calls went out but are not recorded: retry them (pushes are absolute).
+            for (index, _) in pushed {
+                if results[index].is_ok() {
+                    results[index] = Err(error.clone());
+                }
+            }
+        }
+        results
+    }
+}
+
+/// A batch sorted by what it asks for.
+struct Sorted {
+    /// Order commands, one list per order in arrival order (an order's
+    /// commands go one after the other; orders go side by side).
+    commands: Vec<Vec<usize>>,
+    /// `stock.changed` messages by stock row.
+    groups: BTreeMap<i64, Group>,
+}
+
+/// After one call of a kind gave up transiently (the marketplace is down or
+/// throttling), the calls of that kind not yet started are not tried: their
+/// messages go to the retry queue with the same error.
+#[derive(Default)]
+struct Outage(Mutex<Option<HandlerError>>);
+
+impl Outage {
+    fn current(&self) -> Option<HandlerError> {
+        self.0.lock().expect("poisoned").clone()
+    }
+
+    fn note(&self, result: &Result<(), HandlerError>) {
+        if let Err(error @ HandlerError::Transient(_)) = result {
+            self.0.lock().expect("poisoned").get_or_insert(error.clone());
+        }
+    }
+}
+
+/// The order id a command is about (every command payload names one).
+#[derive(serde::Deserialize)]
+struct CommandOrder {
+    order_id: String,
+}
+
+impl PublisherHandler {
+    fn sort(&self, batch: &[Incoming], results: &mut [Result<(), HandlerError>]) -> Sorted {
+        let mut groups: BTreeMap<i64, Group> = BTreeMap::new();
+        let mut commands: Vec<Vec<usize>> = Vec::new();
+        let mut by_order: HashMap<String, usize> = HashMap::new();
+        for (index, incoming) in batch.iter().enumerate() {
+            let envelope = &incoming.envelope;
+            if envelope.marketplace != self.marketplace.code {
+                results[index] = Err(HandlerError::Permanent(format!(
+                    "a {} message reached the publisher of {}",
+                    envelope.marketplace, self.marketplace.code
+                )));
+                continue;
+            }
+            if envelope.kind != STOCK_CHANGED {
+                // A payload without an order id stands alone; `command` names its fault.
+                match envelope.payload::<CommandOrder>() {
+                    Ok(CommandOrder { order_id }) => match by_order.get(&order_id) {
+                        Some(&list) => commands[list].push(index),
+                        None => {
+                            by_order.insert(order_id, commands.len());
+                            commands.push(vec![index]);
+                        }
+                    },
+                    Err(_) => commands.push(vec![index]),
+                }
+                continue;
+            }
+            match envelope.payload::<StockChanged>() {
+                Ok(change) => {
+                    let reconcile = change.change_type == RECONCILIATION;
+                    let group = groups.entry(change.stock_id).or_insert(Group {
+                        carrier: index,
+                        reconcile,
+                        origin: None,
+                    });
+                    group.note_origin(change.origin, &self.marketplace.code);
+                    // A reconciliation carries the outcome, so a retry reads the marketplace again.
+                    if reconcile || !group.reconcile {
+                        group.carrier = index;
+                    }
+                    group.reconcile |= reconcile;
+                }
+                Err(error) => {
+                    results[index] = Err(HandlerError::Permanent(format!(
+                        "malformed stock.changed payload: {error}"
+                    )))
+                }
+            }
+        }
+        Sorted { commands, groups }
+    }
+
+    /// Every order's commands, up to `calls_in_flight` orders at once.
+    async fn run_commands(
+        &self,
+        batch: &[Incoming],
+        orders: Vec<Vec<usize>>,
+    ) -> Vec<(usize, Result<(), HandlerError>)> {
+        let outage = Outage::default();
+        let outage = &outage;
+        futures::stream::iter(orders)
+            .map(|commands| async move {
+                let mut done = Vec::with_capacity(commands.len());
+                for index in commands {
+                    let result = match outage.current() {
+                        Some(error) => Err(error),
+                        None => self.command(&batch[index].envelope).await,
+                    };
+                    outage.note(&result);
+                    done.push((index, result));
+                }
+                done
+            })
+            .buffer_unordered(self.calls_in_flight)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await
+    }
+
+    /// Every row's push, decreases started first, up to `calls_in_flight`
+    /// at once; the outcome of each carrier and what the batch writes back.
+    async fn run_pushes(
+        &self,
+        batch: &[Incoming],
+        groups: BTreeMap<i64, Group>,
+    ) -> Result<(Vec<(usize, Result<(), HandlerError>)>, Effects), HandlerError> {
+        if groups.is_empty() {
+            return Ok((Vec::new(), Effects::default()));
+        }
+        let ids: Vec<i64> = groups.keys().copied().collect();
+        let rows = self.load_rows(&ids).await?;
+        let mut done = Vec::new();
+        // Decreases first: they are what keeps the marketplace from overselling.
+        let mut ordered: Vec<(i64, Group)> = Vec::with_capacity(groups.len());
+        for (stock_id, group) in groups {
+            match rows.get(&stock_id) {
+                Some(_) => ordered.push((stock_id, group)),
+                None => done.push((
+                    group.carrier,
+                    Err(HandlerError::Permanent(format!(
+                        "no stock row {stock_id} on {}",
+                        self.marketplace.code
+                    ))),
+                )),
+            }
+        }
+        ordered.sort_by_key(|(stock_id, _)| !rows[stock_id].is_decrease());
+        let outage = Outage::default();
+        let (outage, rows) = (&outage, &rows);
+        let pushes: Vec<_> = futures::stream::iter(ordered)
+            .map(|(stock_id, group)| async move {
+                let mut effects = Effects::default();
+                let result = match outage.current() {
+                    Some(error) => Err(error),
+                    None => {
+                        let reference = batch[group.carrier].envelope.id.to_string();
+                        self.sync_row(stock_id, &rows[&stock_id], &group, &reference, &mut effects)
+                            .await
+                    }
+                };
+                outage.note(&result);
+                if let (Ok(()), Some(origin)) = (&result, group.origin) {
+                    effects.propagated.push((stock_id, origin));
+                }
+                (group.carrier, result, effects)
+            })
+            .buffer_unordered(self.calls_in_flight)
+            .collect()
+            .await;
+        let mut effects = Effects::default();
+        for (carrier, result, more) in pushes {
+            effects.merge(more);
+            done.push((carrier, result));
+        }
+        Ok((done, effects))
+    }
+}
+
