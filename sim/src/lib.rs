@@ -303,7 +303,7 @@ pub(crate) fn api_error_body(
 }
 
 /// The google.rpc code the Refurbed gateway puts in its error bodies.
-fn grpc_code(status: StatusCode) -> u8 {
+pub(crate) fn grpc_code(status: StatusCode) -> u8 {
     match status.as_u16() {
         400 => 3,
         401 => 16,

@@ -5,7 +5,7 @@ use crate::state::{
     CareCase, Item, ItemSelector, Listing, Marketplace, MoveError, Order, parse_time,
     refurbed_order_state,
 };
-use crate::{Reject, Sim, money};
+use crate::{Reject, Sim, grpc_code, money};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -49,6 +49,9 @@ async fn call(
                 ("OrderService", "ListOrders") => list_orders(&sim, &body),
                 ("OrderService", "GetOrder") => get_order(&sim, &body),
                 ("OrderItemService", "UpdateOrderItemState") => update_item(&sim, &body),
+                ("OrderItemService", "BatchUpdateOrderItemsState") => {
+                    batch_update_items(&sim, &body)
+                }
                 ("OrderItemReturnService", "ListOrderItemReturns") => list_returns(&sim, &body),
                 ("OfferService", "ListOffers") => list_offers(&sim, &body),
                 ("OfferService", "GetOffer") => get_offer(&sim, &body),
@@ -289,6 +292,13 @@ fn update_item(sim: &Sim, body: &Value) -> Result<Value, Reject> {
     Ok(json!({"order_item": render_item(order_id, &item, state.listings.get(&item.sku))}))
 }
 
+/// `{"updates": [UpdateOrderItemState body, …]}`, 1 to 50: each update is
+/// applied on its own (one illegal transition does not stop the others) and
+/// answered in request order, see [`batch_results`].
+fn batch_update_items(sim: &Sim, body: &Value) -> Result<Value, Reject> {
+    batch_results(body, "updates", |update| update_item(sim, update))
+}
+
 fn list_returns(sim: &Sim, body: &Value) -> Result<Value, Reject> {
     let items = sim
         .lock()
@@ -372,15 +382,34 @@ fn update_offer(sim: &Sim, body: &Value) -> Result<Value, Reject> {
 }
 
 fn batch_update_offers(sim: &Sim, body: &Value) -> Result<Value, Reject> {
-    let updates = body["offers"].as_array().cloned().unwrap_or_default();
+    batch_results(body, "offers", |update| update_offer(sim, update))
+}
+
+/// A batch call: `body[field]` holds 1 to 50 single-call bodies (else the
+/// whole call is 400 INVALID_ARGUMENT); the answer is `{"results": [...]}`,
+/// one per update in request order: the single call's answer, or
+/// `{"error": {"code": <google.rpc code>, "message"}}` where it failed.
+fn batch_results(
+    body: &Value,
+    field: &str,
+    apply: impl Fn(&Value) -> Result<Value, Reject>,
+) -> Result<Value, Reject> {
+    let updates = body[field]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if updates.is_empty() || updates.len() > MAX_BATCH {
-        return Err(invalid("offers must hold 1 to 50 updates"));
+        return Err(invalid(format!(
+            "{field} must hold 1 to {MAX_BATCH} updates"
+        )));
     }
     let results: Vec<Value> = updates
         .iter()
-        .map(|update| match update_offer(sim, update) {
-            Ok(offer) => offer,
-            Err(reject) => json!({"error": {"code": reject.code, "message": reject.message}}),
+        .map(|update| match apply(update) {
+            Ok(answer) => answer,
+            Err(reject) => {
+                json!({"error": {"code": grpc_code(reject.status), "message": reject.message}})
+            }
         })
         .collect();
     Ok(json!({"results": results}))

@@ -194,3 +194,247 @@ async fn returns_are_the_care_sync() {
     assert!(page.cases[0].open);
     assert!(!page.cases[1].open);
 }
+
+/// A raw gateway call to the simulator's Refurbed API.
+async fn gateway(env: &Env, method: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/refb.merchant.v1.{method}",
+            env.sim.base_url(RF)
+        ))
+        .header(
+            "authorization",
+            format!("Plain {}", credentials().refurbed_token),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The simulator's log of Refurbed requests whose path ends with `method`.
+async fn requests_to(env: &Env, method: &str) -> Vec<serde_json::Value> {
+    let log = env.control.get("/requests?marketplace=refurbed").await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with(method))
+        .cloned()
+        .collect()
+}
+
+const BATCH: &str = "OrderItemService/BatchUpdateOrderItemsState";
+
+#[tokio::test]
+async fn batch_item_updates_answer_each_item_and_count_as_one_request() {
+    let env = start().await;
+    let order = env.control.order(RF, &[("A", 3)], "NEW").await;
+    let item = |i: usize| order["items"][i]["id"].to_string();
+    // One request a minute: the batch of three must pass as one.
+    env.control
+        .put(
+            "/rate-limits/refurbed",
+            json!({"general": {"requests": 1, "window_ms": 60000}}),
+        )
+        .await;
+    let (status, body) = gateway(
+        &env,
+        BATCH,
+        json!({"updates": [
+            {"id": item(0), "state": "ACCEPTED"},
+            // NEW → SHIPPED is illegal, the tracking URL notwithstanding.
+            {"id": item(1), "state": "SHIPPED", "parcel_tracking_url": "https://t.example/1"},
+            {"id": item(2), "state": "ACCEPTED"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["order_item"]["state"], "ACCEPTED");
+    assert_eq!(results[0]["order_item"]["id"], item(0).as_str());
+    assert_eq!(results[1]["error"]["code"], 3, "{body}");
+    assert!(
+        results[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SHIPPED")
+    );
+    assert_eq!(results[2]["order_item"]["state"], "ACCEPTED");
+    let view = env.control.order_view(RF, &id(&order)).await;
+    let states: Vec<_> = view["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["state"].clone())
+        .collect();
+    assert_eq!(states, ["ACCEPTED", "NEW", "ACCEPTED"]);
+    let limits = env.control.get("/rate-limits").await;
+    assert_eq!(limits[RF]["violations"], 0, "{limits}");
+    let logged = requests_to(&env, BATCH).await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["class"], "orders");
+
+    // The whole call is refused for 0 or more than 50 updates.
+    env.control
+        .put("/rate-limits/refurbed", json!({"general": null}))
+        .await;
+    let many: Vec<_> = (0..51)
+        .map(|_| json!({"id": item(1), "state": "ACCEPTED"}))
+        .collect();
+    for updates in [json!(many), json!([]), serde_json::Value::Null] {
+        let (status, body) = gateway(&env, BATCH, json!({"updates": updates})).await;
+        assert_eq!((status, &body["code"]), (400, &json!(3)), "{body}");
+    }
+    let view = env.control.order_view(RF, &id(&order)).await;
+    assert_eq!(
+        view["items"][1]["state"], "NEW",
+        "a refused batch applies nothing"
+    );
+}
+
+#[tokio::test]
+async fn accept_orderlines_sends_one_batch_per_50_lines_and_maps_each_result() {
+    let env = start().await;
+    let order = env.control.order(RF, &[("A", 49)], "NEW").await;
+    let adapter = env.adapter(RF);
+    let lines: Vec<(String, OrderItemRef)> = order["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let item = OrderItemRef {
+                external_id: item["id"].to_string(),
+                sku: "A".into(),
+            };
+            (id(&order), item)
+        })
+        .chain([(
+            id(&order),
+            OrderItemRef {
+                external_id: "1".into(),
+                sku: "A".into(),
+            },
+        )])
+        .collect();
+    assert_eq!(lines.len(), 50);
+    adapter
+        .accept_orderline(&lines[0].0, &lines[0].1)
+        .await
+        .unwrap();
+
+    let results = adapter.accept_orderlines(&lines).await;
+    assert_eq!(
+        requests_to(&env, BATCH).await.len(),
+        1,
+        "50 lines, one call"
+    );
+    assert_eq!(results.len(), 50);
+    // Already accepted: the 400 INVALID_ARGUMENT a single update gives,
+    // which `is_refused_transition` (a permanent 400) recognises.
+    let refused = results[0].as_ref().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            MarketplaceError::Permanent {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.message().starts_with("HTTP 400: 3: "), "{refused}");
+    assert!(results[1..49].iter().all(Result::is_ok), "{results:?}");
+    let unknown = results[49].as_ref().unwrap_err();
+    assert!(
+        matches!(
+            unknown,
+            MarketplaceError::Permanent {
+                status: Some(404),
+                ..
+            }
+        ),
+        "{unknown:?}"
+    );
+    let now = adapter.get_order(&id(&order)).await.unwrap();
+    assert!(
+        now.items
+            .iter()
+            .all(|i| i.status == Some(OrderStatus::Accepted))
+    );
+
+    // 51 lines: two calls; a call failing as a whole fails each of its lines.
+    let more = env.control.order(RF, &[("B", 51)], "NEW").await;
+    let lines: Vec<(String, OrderItemRef)> = more["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let item = OrderItemRef {
+                external_id: item["id"].to_string(),
+                sku: "B".into(),
+            };
+            (id(&more), item)
+        })
+        .collect();
+    env.control.faults(RF, json!({"error_rate": 1.0})).await;
+    let results = adapter.accept_orderlines(&lines).await;
+    assert_eq!(requests_to(&env, BATCH).await.len(), 3);
+    assert_eq!(results.len(), 51);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.kind() == "transient"))
+    );
+    env.control.faults(RF, json!({"error_rate": 0.0})).await;
+    let results = adapter.accept_orderlines(&lines).await;
+    assert_eq!(requests_to(&env, BATCH).await.len(), 5);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(adapter.accept_orderlines(&[]).await.is_empty());
+    assert_eq!(requests_to(&env, BATCH).await.len(), 5, "no lines, no call");
+}
+
+#[tokio::test]
+async fn update_order_status_moves_its_items_in_one_batch() {
+    let env = start().await;
+    let order = env.control.order(RF, &[("A", 3)], "NEW").await;
+    let adapter = env.adapter(RF);
+    adapter
+        .update_order_status(
+            &id(&order),
+            &OrderStatusUpdate::whole_order(OrderStatus::Accepted),
+        )
+        .await
+        .unwrap();
+    assert_eq!(requests_to(&env, BATCH).await.len(), 1);
+    assert!(requests_to(&env, "UpdateOrderItemState").await.is_empty());
+    let now = adapter.get_order(&id(&order)).await.unwrap();
+    assert_eq!(now.status, Some(OrderStatus::Accepted));
+    // Naming an item that cannot make the move fails with that item's error.
+    let item = OrderItemRef::from(&now.items[1]);
+    let back = OrderStatusUpdate {
+        items: vec![item],
+        ..OrderStatusUpdate::whole_order(OrderStatus::Returned)
+    };
+    let error = adapter
+        .update_order_status(&id(&order), &back)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            MarketplaceError::Permanent {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .message()
+            .contains("cannot go from ACCEPTED to RETURNED"),
+        "{error}"
+    );
+}

@@ -137,7 +137,14 @@ impl HttpClient {
         Err(error)
     }
 
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> MarketplaceError {
+    /// The error a call answered with `status`, `headers` and `body` gives
+    /// (also used for one failed item of a batch answer).
+    pub fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> MarketplaceError {
         let message = self.scrub(&format!(
             "HTTP {}: {}",
             status.as_u16(),

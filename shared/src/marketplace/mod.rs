@@ -64,6 +64,19 @@ pub trait Marketplace: Send + Sync {
         order_id: &str,
         item: &OrderItemRef,
     ) -> Result<(), MarketplaceError>;
+    /// Accepts several order items in as few calls as the marketplace allows;
+    /// one result per line, in order. Default: one `accept_orderline` each.
+    /// Each line is (order id, item).
+    async fn accept_orderlines(
+        &self,
+        lines: &[(String, OrderItemRef)],
+    ) -> Vec<Result<(), MarketplaceError>> {
+        let mut results = Vec::with_capacity(lines.len());
+        for (order_id, item) in lines {
+            results.push(self.accept_orderline(order_id, item).await);
+        }
+        results
+    }
     async fn update_order_status(
         &self,
         order_id: &str,

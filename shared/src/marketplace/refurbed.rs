@@ -2,8 +2,10 @@
 //! to `/refb.merchant.v1.<Service>/<Method>`, cursor pagination with
 //! `starting_after` + `has_more`, statuses per item, one unit per item.
 
+mod batch;
+
 use super::budget::EndpointClass;
-use super::http::HttpClient;
+use super::http::{HttpClient, Reply};
 use super::wire::{Id, decode, from_value, parse_time};
 use super::{
     CareCase, CarePage, Marketplace, MarketplaceConfig, MarketplaceError, MarketplaceOrder,
@@ -240,14 +242,37 @@ impl Refurbed {
         method: &str,
         body: Value,
     ) -> Result<Vec<u8>, MarketplaceError> {
+        Ok(self.call_reply(service, method, body).await?.body)
+    }
+
+    /// [`Self::call`], with the answer's headers.
+    async fn call_reply(
+        &self,
+        service: &str,
+        method: &str,
+        body: Value,
+    ) -> Result<Reply, MarketplaceError> {
         let url = self
             .http
             .url(&[&format!("refb.merchant.v1.{service}"), method]);
-        let reply = self
-            .http
+        self.http
             .send(self.http.request(Method::POST, url).json(&body))
-            .await?;
-        Ok(reply.body)
+            .await
+    }
+
+    /// One `BatchUpdateOrderItemsState` call for at most 50 update bodies;
+    /// one outcome per update, in order. A call that fails as a whole (429,
+    /// 5xx, transport) gives its error to every update.
+    async fn update_items(&self, updates: &[Value]) -> Vec<Result<(), MarketplaceError>> {
+        debug_assert!((1..=batch::MAX_UPDATES).contains(&updates.len()));
+        let body = json!({"updates": updates});
+        match self
+            .call_reply("OrderItemService", batch::METHOD, body)
+            .await
+        {
+            Ok(reply) => batch::outcomes(&self.http, &reply.headers, &reply.body, updates.len()),
+            Err(error) => vec![Err(error); updates.len()],
+        }
     }
 }
 
@@ -316,10 +341,27 @@ impl Marketplace for Refurbed {
         _order_id: &str,
         item: &OrderItemRef,
     ) -> Result<(), MarketplaceError> {
-        let body = json!({"id": item.external_id, "state": "ACCEPTED"});
+        let body = batch::update_body(&item.external_id, "ACCEPTED", None);
         self.call("OrderItemService", "UpdateOrderItemState", body)
             .await
             .map(drop)
+    }
+
+    /// `BatchUpdateOrderItemsState`, one call per 50 lines (an item id is
+    /// enough: the order id is not sent).
+    async fn accept_orderlines(
+        &self,
+        lines: &[(String, OrderItemRef)],
+    ) -> Vec<Result<(), MarketplaceError>> {
+        let mut outcomes = Vec::with_capacity(lines.len());
+        for chunk in lines.chunks(batch::MAX_UPDATES) {
+            let updates: Vec<Value> = chunk
+                .iter()
+                .map(|(_, item)| batch::update_body(&item.external_id, "ACCEPTED", None))
+                .collect();
+            outcomes.extend(self.update_items(&updates).await);
+        }
+        outcomes
     }
 
     async fn update_order_status(
@@ -332,13 +374,23 @@ impl Marketplace for Refurbed {
         })?;
         let tracking_url = update.tracking.as_ref().and_then(|t| t.url.clone());
         let order = self.get_order(order_id).await?;
-        for item in select_items(&order, update)? {
-            let mut body = json!({"id": item.external_id, "state": state});
-            if let Some(url) = &tracking_url {
-                body["parcel_tracking_url"] = url.as_str().into();
+        let items = select_items(&order, update)?;
+        // One batch call for the selected items (50 a call); the first
+        // failed item's error is the method's, and a failed chunk stops the
+        // ones after it, as a failed single update stopped the items after it.
+        for chunk in items.chunks(batch::MAX_UPDATES) {
+            let updates: Vec<Value> = chunk
+                .iter()
+                .map(|item| batch::update_body(&item.external_id, state, tracking_url.as_deref()))
+                .collect();
+            if let Some(error) = self
+                .update_items(&updates)
+                .await
+                .into_iter()
+                .find_map(Result::err)
+            {
+                return Err(error);
             }
-            self.call("OrderItemService", "UpdateOrderItemState", body)
-                .await?;
         }
         Ok(())
     }
@@ -363,124 +415,4 @@ impl Marketplace for Refurbed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn status_tables() {
-        use OrderStatus::*;
-        for (state, status) in [
-            ("NEW", Some(Pending)),
-            ("ACCEPTED", Some(Accepted)),
-            ("SHIPPED", Some(Shipped)),
-            ("REJECTED", Some(Cancelled)),
-            ("CANCELLED", Some(Cancelled)),
-            ("RETURNED", Some(Returned)),
-            ("LOST_IN_SPACE", None),
-            ("", None),
-        ] {
-            assert_eq!(item_status(state), status, "{state}");
-        }
-        for (state, status) in [
-            ("NEW", Some(Pending)),
-            ("ACCEPTED", Some(Accepted)),
-            ("SHIPPED", Some(Shipped)),
-            ("FULFILLED", Some(Shipped)),
-            ("PARTIALLY_FULFILLED", Some(Shipped)),
-            ("REJECTED", Some(Cancelled)),
-            ("CANCELLED", Some(Cancelled)),
-            ("UNFULFILLED", Some(Cancelled)),
-            ("RETURNED", Some(Returned)),
-            ("new", None),
-        ] {
-            assert_eq!(order_status(state), status, "{state}");
-        }
-    }
-
-    #[test]
-    fn golden_orders_page() {
-        let body = include_bytes!("../../tests/fixtures/refurbed/orders_page.json");
-        let (orders, next) = parse_orders_page(body).unwrap();
-        assert_eq!(next, Some(PageToken("5002".into())));
-        let order = &orders[0];
-        assert_eq!(order.external_id, "5001");
-        assert_eq!(order.status, Some(OrderStatus::Pending));
-        assert_eq!(order.items.len(), 2);
-        assert!(order.items.iter().all(|item| item.quantity == 1));
-        assert!(order.items[0].needs_acceptance);
-        assert_eq!(order.items[0].sku, "IPH12-128-BLK-A");
-        assert_eq!(order.items[1].status, Some(OrderStatus::Accepted));
-        assert_eq!(order.label_url, None);
-        // int64 ids may come as numbers.
-        assert_eq!(orders[1].external_id, "5002");
-        assert_eq!(orders[1].items[0].sku, "");
-        assert_eq!(
-            orders[1].label_url.as_deref(),
-            Some("https://labels.refurbed.example/5002.pdf")
-        );
-    }
-
-    #[test]
-    fn golden_order_returns_and_offer() {
-        let envelope: OrderEnvelope =
-            decode(include_bytes!("../../tests/fixtures/refurbed/order.json")).unwrap();
-        let order = parse_order(envelope.order).unwrap();
-        assert_eq!(order.status, Some(OrderStatus::Shipped));
-        assert_eq!(order.raw_status, "PARTIALLY_FULFILLED");
-        let (cases, next) = parse_returns_page(include_bytes!(
-            "../../tests/fixtures/refurbed/returns_page.json"
-        ))
-        .unwrap();
-        assert_eq!(next, None);
-        assert_eq!(cases[0].item_external_id.as_deref(), Some("9003"));
-        assert!(cases[0].open);
-        assert!(!cases[1].open);
-        let offer: OfferEnvelope =
-            decode(include_bytes!("../../tests/fixtures/refurbed/offer.json")).unwrap();
-        assert_eq!(offer.offer.stock, 7);
-    }
-
-    #[test]
-    fn gateway_omissions_and_unknown_states_parse() {
-        let (orders, next) = parse_orders_page(b"{}").unwrap();
-        assert!(orders.is_empty());
-        assert_eq!(next, None);
-        // has_more on an empty page must not yield a cursor that loops.
-        assert_eq!(parse_orders_page(br#"{"has_more":true}"#).unwrap().1, None);
-        let order = parse_order(
-            json!({"id": "1", "state": "ON_THE_MOON", "items": [{"id": 2, "state": "WEIRD"}]}),
-        )
-        .unwrap();
-        assert_eq!(order.status, None);
-        assert_eq!(order.items[0].status, None);
-        assert_eq!(order.items[0].raw_status, "WEIRD");
-        let error = parse_order(json!({"id": "1"})).unwrap_err();
-        assert!(error.message().contains("missing field `state`"), "{error}");
-    }
-
-    proptest! {
-        #[test]
-        fn parsing_never_panics(body in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = parse_orders_page(&body);
-            let _ = parse_returns_page(&body);
-        }
-
-        #[test]
-        fn mutated_golden_orders_never_panic(
-            cut in 0usize..3000, byte in any::<u8>(), at in 0usize..3000
-        ) {
-            let mut body = include_bytes!("../../tests/fixtures/refurbed/orders_page.json").to_vec();
-            let at = at % body.len();
-            body[at] = byte;
-            body.truncate(cut.max(1));
-            let _ = parse_orders_page(&body);
-        }
-
-        #[test]
-        fn arbitrary_json_never_panics(value in super::super::wire::tests::arbitrary_json()) {
-            let _ = parse_order(value.clone());
-            let _ = parse_return(value);
-        }
-    }
-}
+mod tests;
