@@ -370,17 +370,41 @@ async fn an_older_stock_queue_gives_up_its_command_binding_to_the_commands_queue
         }
     };
     send(command(1)).await;
-    assert_eq!(env.depth(&stock_queue).await, 1, "the old binding routes commands");
+    eventually("the old binding routes commands to the stock queue", || async {
+        env.depth(&stock_queue).await == 1
+    })
+    .await;
 
     // This version's declaration (twice: retiring a binding that is gone is no error).
     for _ in 0..2 {
         bus.declare(&QueueSpec::all(SEEDED)).await.unwrap();
     }
     send(command(2)).await;
-    assert_eq!(env.depth(&commands_queue).await, 1, "commands have their own queue");
+    eventually("commands have their own queue", || async {
+        env.depth(&commands_queue).await == 1
+    })
+    .await;
+    // A marker sent straight to the stock queue after the command: had the
+    // command been routed there too, it would stand before the marker.
+    channel
+        .basic_publish(
+            "".into(),
+            stock_queue.as_str().into(),
+            Default::default(),
+            &command(3).to_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually("the marker in the stock queue", || async {
+        env.depth(&stock_queue).await >= 2
+    })
+    .await;
     assert_eq!(
         env.depth(&stock_queue).await,
-        1,
+        2,
         "the stock queue keeps what it had and gets no new command"
     );
 }

@@ -89,6 +89,19 @@ async fn item_state(sim: &Sim, marketplace: &str, order_id: &str) -> Value {
 }
 
 /// Writes to a marketplace's orders that it refused (400).
+/// Requests to `marketplace` whose path ends with `method`.
+async fn calls(sim: &Sim, marketplace: &str, method: &str) -> usize {
+    let requests = sim
+        .get(&format!("/requests?marketplace={marketplace}"))
+        .await;
+    requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or_default().ends_with(method))
+        .count()
+}
+
 async fn refused_writes(sim: &Sim, marketplace: &str) -> usize {
     let requests = sim
         .get(&format!("/requests?marketplace={marketplace}"))
@@ -175,7 +188,12 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
 
     // Every write was refused by the marketplace: the outcome came from reading the order.
     assert_eq!(refused_writes(&sim, BM).await, bm_commands.len());
-    assert_eq!(refused_writes(&sim, RF).await, rf_commands.len());
+    // Refurbed's three accepts went out in one batch call, the two status
+    // changes in one each (refused item by item inside a 200), and every
+    // command read its order once to settle the refusal.
+    assert_eq!(calls(&sim, RF, "BatchUpdateOrderItemsState").await, 3);
+    assert_eq!(calls(&sim, RF, "UpdateOrderItemState").await, 0);
+    assert!(calls(&sim, RF, "GetOrder").await >= rf_commands.len());
     // Only the unpaid line's accept is for an operator.
     let bm_dlq = env
         .bus

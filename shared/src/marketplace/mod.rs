@@ -65,17 +65,20 @@ pub trait Marketplace: Send + Sync {
         item: &OrderItemRef,
     ) -> Result<(), MarketplaceError>;
     /// Accepts several order items in as few calls as the marketplace allows;
-    /// one result per line, in order. Default: one `accept_orderline` each.
+    /// one result per line, in order. Default: one `accept_orderline` each,
+    /// a few at once.
     /// Each line is (order id, item).
     async fn accept_orderlines(
         &self,
         lines: &[(String, OrderItemRef)],
     ) -> Vec<Result<(), MarketplaceError>> {
-        let mut results = Vec::with_capacity(lines.len());
-        for (order_id, item) in lines {
-            results.push(self.accept_orderline(order_id, item).await);
-        }
-        results
+        use futures::StreamExt;
+        // By index: a closure over borrowed lines is not Send-general enough.
+        futures::stream::iter(0..lines.len())
+            .map(|n| self.accept_orderline(&lines[n].0, &lines[n].1))
+            .buffered(SINGLE_ACCEPTS_IN_FLIGHT)
+            .collect()
+            .await
     }
     async fn update_order_status(
         &self,
@@ -85,6 +88,10 @@ pub trait Marketplace: Send + Sync {
     async fn listing_quantity(&self, sku: &str) -> Result<u32, MarketplaceError>;
     async fn set_listing_quantity(&self, sku: &str, quantity: u32) -> Result<(), MarketplaceError>;
 }
+
+/// Single accepts under way at once where a marketplace has no batch call
+/// (the fleet's budget paces them).
+const SINGLE_ACCEPTS_IN_FLIGHT: usize = 8;
 
 /// Which orders a sync run wants.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// In-process retries of one marketplace call before the message goes to the
 /// retry queues. Short: a longer outage is the retry queues' job, and the
 /// rest of the batch waits behind this call.
-const CALL_RETRY: retry::Policy = retry::Policy {
+pub(super) const CALL_RETRY: retry::Policy = retry::Policy {
     initial: Duration::from_millis(200),
     max_interval: Duration::from_secs(2),
     max_elapsed: Duration::from_secs(10),
