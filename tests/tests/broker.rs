@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stockfleet::bus::{Bus, Envelope, Exchange, QueueSpec, Topology};
-use stockfleet::events::{ACCEPT_ORDERLINE, AcceptOrderline, marketplace_command_key};
 use stockfleet::config::Settings;
+use stockfleet::events::{ACCEPT_ORDERLINE, AcceptOrderline, marketplace_command_key};
 use stockfleet::worker::Worker;
 use stockfleet_tests::broker::{self, OwnPrefix, SEEDED};
 use stockfleet_tests::*;
@@ -370,9 +370,10 @@ async fn an_older_stock_queue_gives_up_its_command_binding_to_the_commands_queue
         }
     };
     send(command(1)).await;
-    eventually("the old binding routes commands to the stock queue", || async {
-        env.depth(&stock_queue).await == 1
-    })
+    eventually(
+        "the old binding routes commands to the stock queue",
+        || async { env.depth(&stock_queue).await == 1 },
+    )
     .await;
 
     // This version's declaration (twice: retiring a binding that is gone is no error).

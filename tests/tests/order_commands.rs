@@ -324,7 +324,11 @@ async fn a_publisher_killed_between_the_accept_and_its_acknowledgement_leaves_no
         .topology
         .dead_letter_queue(&QueueSpec::publisher_commands(BM));
     assert_eq!(env.depth(&dlq).await, 0);
-    for retry in env.bus.topology.queue_names(&QueueSpec::publisher_commands(BM)) {
+    for retry in env
+        .bus
+        .topology
+        .queue_names(&QueueSpec::publisher_commands(BM))
+    {
         assert_eq!(env.depth(&retry).await, 0, "{retry}");
     }
     // The redelivered accept was refused (already accepted) and read as done.

@@ -291,7 +291,10 @@ mod tests {
         let topology = Topology::new("t1", vec![Duration::from_secs(1)]);
         let [commands, stock] = QueueSpec::publishers("backmarket");
         assert_eq!(topology.queue(&stock), "t1.publisher.backmarket");
-        assert_eq!(topology.queue(&commands), "t1.publisher.backmarket.commands");
+        assert_eq!(
+            topology.queue(&commands),
+            "t1.publisher.backmarket.commands"
+        );
         let commanding = (Exchange::Commands, "marketplace.backmarket.*".to_owned());
         assert_eq!(commands.bindings, vec![commanding.clone()]);
         assert!(!stock.bindings.contains(&commanding));

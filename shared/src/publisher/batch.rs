@@ -73,7 +73,10 @@ impl Outage {
 
     fn note(&self, result: &Result<(), HandlerError>) {
         if let Err(error @ HandlerError::Transient(_)) = result {
-            self.0.lock().expect("poisoned").get_or_insert(error.clone());
+            self.0
+                .lock()
+                .expect("poisoned")
+                .get_or_insert(error.clone());
         }
     }
 }
@@ -243,4 +246,3 @@ impl PublisherHandler {
         Ok((done, effects))
     }
 }
-

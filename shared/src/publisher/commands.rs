@@ -3,14 +3,14 @@
 
 use super::PublisherHandler;
 use super::handler::{CALL_RETRY, handler_error};
-use crate::retry;
-use futures::StreamExt;
 use crate::bus::{Envelope, HandlerError};
 use crate::domain::OrderStatus;
 use crate::domain::order_commands::Outcome;
 use crate::events::{ACCEPT_ORDERLINE, AcceptOrderline, UPDATE_ORDER_STATUS, UpdateOrderStatus};
 use crate::marketplace::{MarketplaceError, OrderItemRef, OrderStatusUpdate, Tracking};
 use crate::order_commands::{OrderCommand, is_refused_transition};
+use crate::retry;
+use futures::StreamExt;
 
 impl PublisherHandler {
     pub(super) async fn command(&self, envelope: &Envelope) -> Result<(), HandlerError> {
@@ -92,7 +92,10 @@ impl PublisherHandler {
                     items: vec![&accept.item_id],
                     requested: OrderStatus::Accepted,
                 };
-                (*index, self.settle(envelopes[*index], &command, written).await)
+                (
+                    *index,
+                    self.settle(envelopes[*index], &command, written).await,
+                )
             })
             .buffer_unordered(self.calls_in_flight)
             .collect::<Vec<_>>()
@@ -127,21 +130,35 @@ impl PublisherHandler {
         let started = std::time::Instant::now();
         loop {
             let again: Vec<usize> = (0..written.len())
-                .filter(|&n| written[n].as_ref().is_err_and(MarketplaceError::is_transient))
+                .filter(|&n| {
+                    written[n]
+                        .as_ref()
+                        .is_err_and(MarketplaceError::is_transient)
+                })
                 .collect();
             if again.is_empty() || started.elapsed() >= CALL_RETRY.max_elapsed {
                 break;
             }
             let wait = delays.next_wait();
-            tracing::info!(marketplace = code, lines = again.len(), ?wait, "accepts failed transiently; retrying");
+            tracing::info!(
+                marketplace = code,
+                lines = again.len(),
+                ?wait,
+                "accepts failed transiently; retrying"
+            );
             tokio::time::sleep(wait).await;
             let retried: Vec<_> = again.iter().map(|&n| lines[n].clone()).collect();
-            for (n, result) in again.into_iter().zip(self.adapter.accept_orderlines(&retried).await) {
+            for (n, result) in again
+                .into_iter()
+                .zip(self.adapter.accept_orderlines(&retried).await)
+            {
                 written[n] = result;
             }
         }
         for result in &written {
-            let outcome = result.as_ref().map_or_else(MarketplaceError::kind, |()| "ok");
+            let outcome = result
+                .as_ref()
+                .map_or_else(MarketplaceError::kind, |()| "ok");
             metrics::counter!("stockfleet_marketplace_calls_total", "marketplace" => code.to_owned(), "call" => ACCEPT_ORDERLINE, "outcome" => outcome)
                 .increment(1);
         }

@@ -43,6 +43,8 @@ fn count_from_env(name: &str) -> anyhow::Result<Option<usize>> {
         .parse()
         .ok()
         .filter(|n: &usize| (1..=64).contains(n))
-        .ok_or_else(|| anyhow::anyhow!("{name} must be a whole number from 1 to 64, not {value:?}"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("{name} must be a whole number from 1 to 64, not {value:?}")
+        })?;
     Ok(Some(count))
 }
