@@ -68,7 +68,7 @@ impl TestEnv {
             configure,
             schedule_hour,
             refresh: Duration::from_millis(200),
-            calls_in_flight: stockfleet::publisher::DEFAULT_CALLS_IN_FLIGHT,
+            ..Options::default()
         };
         let task = tokio::spawn(stockfleet::publisher::run(worker, options));
         InProcessWorker { shutdown, task }

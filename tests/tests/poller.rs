@@ -536,3 +536,79 @@ async fn a_run_cut_by_the_rate_limit_is_partial_keeps_its_cursor_and_the_next_ru
     );
     assert!(env.scalar(cursor).await > before, "the cursor moves on");
 }
+
+#[tokio::test]
+async fn a_sync_request_meeting_a_run_under_way_waits_for_it_and_is_never_dead_lettered() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    stock_everything(&env).await;
+    let health = format!("127.0.0.1:{}", free_port());
+    let _poller = env
+        .command("stockfleet-poller")
+        .env("HEALTH_ADDR", &health)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the poller");
+    eventually("the scheduled first runs", || async {
+        env.scalar("SELECT count(*) FROM sync_runs WHERE status <> 'running'")
+            .await
+            == 11
+    })
+    .await;
+    // A run of Refurbed's new orders under way elsewhere: its advisory lock
+    // (marketplace id, SyncType::New's key 1) held by this test.
+    let mut holder = env.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(id, 1) FROM marketplaces WHERE code = 'refurbed'")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    sim.place("refurbed", "P-3", 1).await;
+    let queued = env
+        .cli(&[
+            "sync",
+            "--marketplace",
+            "refurbed",
+            "--type",
+            "new",
+            "--via-fleet",
+        ])
+        .await;
+    assert!(queued.status.success());
+    // Deferred again and again, past MAX_ATTEMPTS (3 here): never an attempt counted.
+    let deferred = || async {
+        let metrics = reqwest::get(format!("http://{health}/metrics"))
+            .await
+            .and_then(|r| r.error_for_status());
+        let Ok(metrics) = metrics else { return 0.0 };
+        let text = metrics.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|line| {
+                line.starts_with("stockfleet_messages_deferred_total{")
+                    && line.contains(".poller\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    eventually(
+        "the request deferred more often than it may be attempted",
+        || async { deferred().await >= 6.0 },
+    )
+    .await;
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::poller());
+    assert_eq!(env.depth(&dlq).await, 0);
+    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 0);
+
+    // The run under way ends: the request is carried out.
+    holder.rollback().await.unwrap();
+    eventually("the requested run stored the order", || async {
+        env.scalar(
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'fleet' AND status = 'succeeded'",
+        )
+        .await
+            == 1
+            && env.scalar("SELECT count(*) FROM orders").await == 1
+    })
+    .await;
+    assert_eq!(env.depth(&dlq).await, 0);
+}

@@ -65,8 +65,10 @@ impl SyncCommandHandler {
         match outcome {
             // A partial run stored what it could; the schedule catches up.
             RunOutcome::Succeeded(_) | RunOutcome::Partial(_) | RunOutcome::Satisfied => Ok(()),
-            // Retried later: the run under way may have started before the request.
-            RunOutcome::Busy => Err(HandlerError::Transient(format!(
+            // Back shortly, without counting an attempt (no dead letter however
+            // busy the schedule keeps it): the run under way may have started
+            // before the request; if one started after it, it is satisfied then.
+            RunOutcome::Busy => Err(HandlerError::Deferred(format!(
                 "a {sync_type} sync of {} is under way",
                 marketplace.code
             ))),

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 impl Handler for PublisherHandler {
     async fn handle(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
         let mut results: Vec<Result<(), HandlerError>> = vec![Ok(()); batch.len()];
-        let sorted = self.sort(batch, &mut results);
+        let sorted = sort(batch, &self.marketplace.code, &mut results);
         // Commands (orders class) and pushes (listings class) go side by
         // side: an accept never waits for a push's permit, nor the reverse.
         let (commands, pushes) = tokio::join!(
@@ -87,68 +87,70 @@ struct CommandOrder {
     order_id: String,
 }
 
-impl PublisherHandler {
-    fn sort(&self, batch: &[Incoming], results: &mut [Result<(), HandlerError>]) -> Sorted {
-        let mut groups: BTreeMap<i64, Group> = BTreeMap::new();
-        let mut accepts = Vec::new();
-        let mut commands: Vec<Vec<usize>> = Vec::new();
-        let mut by_order: HashMap<String, usize> = HashMap::new();
-        for (index, incoming) in batch.iter().enumerate() {
-            let envelope = &incoming.envelope;
-            if envelope.marketplace != self.marketplace.code {
-                results[index] = Err(HandlerError::Permanent(format!(
-                    "a {} message reached the publisher of {}",
-                    envelope.marketplace, self.marketplace.code
-                )));
-                continue;
-            }
-            if envelope.kind == ACCEPT_ORDERLINE {
-                accepts.push(index);
-                continue;
-            }
-            if envelope.kind != STOCK_CHANGED {
-                // A payload without an order id stands alone; `command` names its fault.
-                match envelope.payload::<CommandOrder>() {
-                    Ok(CommandOrder { order_id }) => match by_order.get(&order_id) {
-                        Some(&list) => commands[list].push(index),
-                        None => {
-                            by_order.insert(order_id, commands.len());
-                            commands.push(vec![index]);
-                        }
-                    },
-                    Err(_) => commands.push(vec![index]),
-                }
-                continue;
-            }
-            match envelope.payload::<StockChanged>() {
-                Ok(change) => {
-                    let reconcile = change.change_type == RECONCILIATION;
-                    let group = groups.entry(change.stock_id).or_insert(Group {
-                        carrier: index,
-                        reconcile,
-                        origin: None,
-                    });
-                    group.note_origin(change.origin, &self.marketplace.code);
-                    // A reconciliation carries the outcome, so a retry reads the marketplace again.
-                    if reconcile || !group.reconcile {
-                        group.carrier = index;
-                    }
-                    group.reconcile |= reconcile;
-                }
-                Err(error) => {
-                    results[index] = Err(HandlerError::Permanent(format!(
-                        "malformed stock.changed payload: {error}"
-                    )))
-                }
-            }
+/// Sorts a batch of `code`'s queue; a message that cannot be worked gets its
+/// permanent error in `results`.
+fn sort(batch: &[Incoming], code: &str, results: &mut [Result<(), HandlerError>]) -> Sorted {
+    let mut groups: BTreeMap<i64, Group> = BTreeMap::new();
+    let mut accepts = Vec::new();
+    let mut commands: Vec<Vec<usize>> = Vec::new();
+    let mut by_order: HashMap<String, usize> = HashMap::new();
+    for (index, incoming) in batch.iter().enumerate() {
+        let envelope = &incoming.envelope;
+        if envelope.marketplace != code {
+            results[index] = Err(HandlerError::Permanent(format!(
+                "a {} message reached the publisher of {}",
+                envelope.marketplace, code
+            )));
+            continue;
         }
-        Sorted {
-            accepts,
-            commands,
-            groups,
+        if envelope.kind == ACCEPT_ORDERLINE {
+            accepts.push(index);
+            continue;
+        }
+        if envelope.kind != STOCK_CHANGED {
+            // A payload without an order id stands alone; `command` names its fault.
+            match envelope.payload::<CommandOrder>() {
+                Ok(CommandOrder { order_id }) => match by_order.get(&order_id) {
+                    Some(&list) => commands[list].push(index),
+                    None => {
+                        by_order.insert(order_id, commands.len());
+                        commands.push(vec![index]);
+                    }
+                },
+                Err(_) => commands.push(vec![index]),
+            }
+            continue;
+        }
+        match envelope.payload::<StockChanged>() {
+            Ok(change) => {
+                let reconcile = change.change_type == RECONCILIATION;
+                let group = groups.entry(change.stock_id).or_insert(Group {
+                    carrier: index,
+                    reconcile,
+                    origin: None,
+                });
+                group.note_origin(change.origin, &code);
+                // A reconciliation carries the outcome, so a retry reads the marketplace again.
+                if reconcile || !group.reconcile {
+                    group.carrier = index;
+                }
+                group.reconcile |= reconcile;
+            }
+            Err(error) => {
+                results[index] = Err(HandlerError::Permanent(format!(
+                    "malformed stock.changed payload: {error}"
+                )))
+            }
         }
     }
+    Sorted {
+        accepts,
+        commands,
+        groups,
+    }
+}
 
+impl PublisherHandler {
     /// The accepts, then every order's other commands, up to
     /// `calls_in_flight` orders at once.
     async fn run_commands(
@@ -244,5 +246,127 @@ impl PublisherHandler {
             done.push((carrier, result));
         }
         Ok((done, effects))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Envelope;
+    use crate::domain::OrderStatus;
+    use crate::events::{AcceptOrderline, UPDATE_ORDER_STATUS, UpdateOrderStatus};
+
+    fn incoming(kind: &str, marketplace: &str, payload: serde_json::Value) -> Incoming {
+        Incoming {
+            envelope: Envelope::new(kind, marketplace, &payload),
+            traceparent: None,
+        }
+    }
+
+    fn accept(order: &str) -> Incoming {
+        let accept = AcceptOrderline {
+            order_id: order.into(),
+            item_id: "1".into(),
+            sku: "SKU".into(),
+        };
+        incoming(
+            ACCEPT_ORDERLINE,
+            "bm",
+            serde_json::to_value(accept).unwrap(),
+        )
+    }
+
+    fn ship(order: &str) -> Incoming {
+        let update = UpdateOrderStatus {
+            order_id: order.into(),
+            status: OrderStatus::Shipped,
+            items: Vec::new(),
+            tracking: None,
+        };
+        incoming(
+            UPDATE_ORDER_STATUS,
+            "bm",
+            serde_json::to_value(update).unwrap(),
+        )
+    }
+
+    fn changed(stock_id: i64, change_type: &str) -> Incoming {
+        let change = StockChanged {
+            stock_id,
+            variation_id: 1,
+            sku: "SKU".into(),
+            listed: 1,
+            locked: 0,
+            available: 1,
+            change_type: change_type.into(),
+            origin: None,
+        };
+        incoming(STOCK_CHANGED, "bm", serde_json::to_value(change).unwrap())
+    }
+
+    #[test]
+    fn a_batch_is_sorted_into_accepts_orders_and_rows() {
+        let batch = vec![
+            ship("A"),                                                  // 0
+            accept("B"),                                                // 1
+            changed(7, "lock"),                                         // 2
+            ship("B"),                                                  // 3
+            changed(7, RECONCILIATION),                                 // 4
+            changed(7, "unlock"),                                       // 5
+            ship("A"),                                                  // 6
+            changed(9, "lock"),                                         // 7
+            incoming(UPDATE_ORDER_STATUS, "bm", serde_json::json!({})), // 8
+            changed(3, "lock"),                                         // 9
+        ];
+        let mut results = vec![Ok(()); batch.len()];
+        let sorted = sort(&batch, "bm", &mut results);
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(sorted.accepts, vec![1]);
+        // One list per order, in arrival order; a payload without an order alone.
+        assert_eq!(sorted.commands, vec![vec![0, 6], vec![3], vec![8]]);
+        let rows: Vec<_> = sorted
+            .groups
+            .iter()
+            .map(|(id, g)| (*id, g.carrier, g.reconcile))
+            .collect();
+        // The reconciliation carries row 7's outcome, so a retry reads the marketplace again.
+        assert_eq!(rows, vec![(3, 9, false), (7, 4, true), (9, 7, false)]);
+    }
+
+    #[test]
+    fn another_marketplace_s_message_or_a_malformed_change_fails_alone() {
+        let batch = vec![
+            incoming(STOCK_CHANGED, "bm", serde_json::json!({"stock_id": "x"})),
+            changed(1, "lock"),
+            incoming(ACCEPT_ORDERLINE, "rf", serde_json::json!({})),
+        ];
+        let mut results = vec![Ok(()); batch.len()];
+        let sorted = sort(&batch, "bm", &mut results);
+        assert!(
+            matches!(&results[0], Err(HandlerError::Permanent(m)) if m.contains("malformed stock.changed"))
+        );
+        assert!(results[1].is_ok());
+        assert!(
+            matches!(&results[2], Err(HandlerError::Permanent(m)) if m.contains("a rf message reached the publisher of bm"))
+        );
+        assert!(sorted.accepts.is_empty() && sorted.commands.is_empty());
+        assert_eq!(sorted.groups.keys().copied().collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn after_a_transient_failure_the_calls_not_yet_started_are_not_tried() {
+        let outage = Outage::default();
+        outage.note(&Err(HandlerError::Permanent("404".into())));
+        assert_eq!(
+            outage.current(),
+            None,
+            "a permanent failure is that message's alone"
+        );
+        outage.note(&Err(HandlerError::Transient("503".into())));
+        outage.note(&Err(HandlerError::Transient("timeout".into())));
+        assert_eq!(
+            outage.current(),
+            Some(HandlerError::Transient("503".into()))
+        );
     }
 }

@@ -99,10 +99,17 @@ impl Consumers {
         let handler = Arc::new(handler);
         for spec in specs {
             let code = row.code.clone();
+            let mut settings = worker.settings.consumer.clone();
+            if spec.name == QueueSpec::publisher(&row.code).name {
+                settings.batch_size = settings.batch_size.max(options.stock_batch);
+                settings.prefetch = settings
+                    .prefetch
+                    .max(u16::try_from(settings.batch_size).unwrap_or(u16::MAX));
+            }
             let consumed = bus::consumer::run(
                 worker.bus.clone(),
                 spec,
-                worker.settings.consumer.clone(),
+                settings,
                 handler.clone(),
                 worker.tasks.clone(),
                 stop.clone(),

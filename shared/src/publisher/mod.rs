@@ -68,6 +68,14 @@ pub const POLL_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 /// hundred milliseconds, few enough for a small database pool.
 pub const DEFAULT_CALLS_IN_FLIGHT: usize = 8;
 
+/// A stock queue's batch: a backlog's messages of one row coalesce into one
+/// push only within a batch, and a batch's pushes wait for the listings
+/// budget (Back Market: 1.5 a second). With batches of 100, a backlog of a
+/// few thousand messages over 300 rows was pushed row by row again in every
+/// batch; a batch of 1,000 takes each row of such a backlog once. Order
+/// commands have their own queue, so a long stock batch holds none up.
+pub const DEFAULT_STOCK_BATCH: usize = 1000;
+
 /// Builds a marketplace's adapter configuration from its row (production:
 /// [`directory::adapter_config`], credential from the environment).
 pub type Configure =
@@ -82,6 +90,9 @@ pub struct Options {
     /// Calls of one class a marketplace's batch has under way at once
     /// (`PUBLISHER_CALLS_IN_FLIGHT`, 8).
     pub calls_in_flight: usize,
+    /// Deliveries of a stock queue worked as one batch at most
+    /// (`PUBLISHER_STOCK_BATCH`, 1,000; never fewer than `BATCH_SIZE`).
+    pub stock_batch: usize,
 }
 
 impl Default for Options {
@@ -91,6 +102,7 @@ impl Default for Options {
             schedule_hour: Duration::from_secs(3600),
             refresh: Duration::from_secs(30),
             calls_in_flight: DEFAULT_CALLS_IN_FLIGHT,
+            stock_batch: DEFAULT_STOCK_BATCH,
         }
     }
 }

@@ -17,6 +17,11 @@ use crate::bus::HandlerError;
 use crate::domain::ledger::ChangeType;
 use crate::domain::push_guard::{PushDecision, decide};
 use crate::marketplace::budget::{self, EndpointClass, Priority};
+use std::time::Duration;
+
+/// How long an increase waits for its permit inside a batch before it is
+/// deferred (back through the shortest retry queue, no attempt counted).
+const INCREASE_PATIENCE: Duration = Duration::from_secs(5);
 
 impl PublisherHandler {
     /// Pushes (or skips, or defers) one row; records what it did in `effects`.
@@ -49,7 +54,22 @@ impl PublisherHandler {
         if let Some(gate) = &self.quantity_budget {
             gate.wait().await;
         }
-        budget::with_priority(priority, self.budget.acquire(EndpointClass::Listings)).await;
+        let permit = budget::with_priority(priority, self.budget.acquire(EndpointClass::Listings));
+        if priority == Priority::Low {
+            // An increase that cannot have a permit soon waits outside the
+            // batch: the next batch's decreases must not wait behind it.
+            if tokio::time::timeout(INCREASE_PATIENCE, permit)
+                .await
+                .is_err()
+            {
+                return Err(HandlerError::Deferred(format!(
+                    "increase of {} on {} waits for the listings budget",
+                    row.sku, self.marketplace.code
+                )));
+            }
+        } else {
+            permit.await;
+        }
         let mut fresh = self.load_rows(&[stock_id]).await?;
         let Some(row) = fresh.remove(&stock_id) else {
             return Err(HandlerError::Permanent(format!(

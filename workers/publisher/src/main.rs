@@ -14,8 +14,11 @@ fn main() -> std::process::ExitCode {
         if let Some(refresh) = seconds_from_env("MARKETPLACE_REFRESH_SECONDS")? {
             options.refresh = refresh;
         }
-        if let Some(calls) = count_from_env("PUBLISHER_CALLS_IN_FLIGHT")? {
+        if let Some(calls) = count_from_env("PUBLISHER_CALLS_IN_FLIGHT", 64)? {
             options.calls_in_flight = calls;
+        }
+        if let Some(batch) = count_from_env("PUBLISHER_STOCK_BATCH", 10_000)? {
+            options.stock_batch = batch;
         }
         publisher::run(worker, options).await
     })
@@ -35,16 +38,16 @@ fn seconds_from_env(name: &str) -> anyhow::Result<Option<Duration>> {
     Ok(Some(Duration::from_secs_f64(seconds)))
 }
 
-fn count_from_env(name: &str) -> anyhow::Result<Option<usize>> {
+fn count_from_env(name: &str, max: usize) -> anyhow::Result<Option<usize>> {
     let Ok(value) = std::env::var(name) else {
         return Ok(None);
     };
     let count = value
         .parse()
         .ok()
-        .filter(|n: &usize| (1..=64).contains(n))
+        .filter(|n: &usize| (1..=max).contains(n))
         .ok_or_else(|| {
-            anyhow::anyhow!("{name} must be a whole number from 1 to 64, not {value:?}")
+            anyhow::anyhow!("{name} must be a whole number from 1 to {max}, not {value:?}")
         })?;
     Ok(Some(count))
 }
