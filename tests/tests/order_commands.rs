@@ -88,27 +88,27 @@ async fn item_state(sim: &Sim, marketplace: &str, order_id: &str) -> Value {
     sim.get(&format!("/orders/{marketplace}/{order_id}")).await["items"][0]["state"].clone()
 }
 
-/// Writes to a marketplace's orders that it refused (400).
-/// Requests to `marketplace` whose path ends with `method`.
-async fn calls(sim: &Sim, marketplace: &str, method: &str) -> usize {
+/// Every request the simulator received for `marketplace`.
+async fn requests(sim: &Sim, marketplace: &str) -> Vec<serde_json::Value> {
     let requests = sim
         .get(&format!("/requests?marketplace={marketplace}"))
         .await;
-    requests
-        .as_array()
-        .unwrap()
+    requests.as_array().unwrap().clone()
+}
+
+/// Requests to `marketplace` whose path ends with `method`.
+async fn calls(sim: &Sim, marketplace: &str, method: &str) -> usize {
+    requests(sim, marketplace)
+        .await
         .iter()
         .filter(|r| r["path"].as_str().unwrap_or_default().ends_with(method))
         .count()
 }
 
+/// Writes to a marketplace's orders that it refused (400).
 async fn refused_writes(sim: &Sim, marketplace: &str) -> usize {
-    let requests = sim
-        .get(&format!("/requests?marketplace={marketplace}"))
-        .await;
-    requests
-        .as_array()
-        .unwrap()
+    requests(sim, marketplace)
+        .await
         .iter()
         .filter(|r| r["method"] == "POST" && r["status"] == 400)
         .filter(|r| {

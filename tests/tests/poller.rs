@@ -375,27 +375,9 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     );
 
     let poller = env.spawn("stockfleet-poller");
-    eventually("the scheduled first runs", || async {
-        env.scalar(
-            "SELECT count(*) FROM sync_runs WHERE trigger = 'schedule' AND status <> 'running'",
-        )
-        .await
-            == 11
-    })
-    .await;
+    first_scheduled_runs(&env).await;
     sim.place("refurbed", "P-2", 1).await;
-    let queued = env
-        .cli(&[
-            "sync",
-            "--marketplace",
-            "refurbed",
-            "--type",
-            "new",
-            "--via-fleet",
-        ])
-        .await;
-    assert!(queued.status.success());
-    assert!(String::from_utf8_lossy(&queued.stdout).contains("queued 1 sync request"));
+    request_new_orders_sync(&env, "refurbed").await;
     eventually("the poller ran the requested sync", || async {
         env.scalar(
             "SELECT count(*) FROM sync_runs WHERE trigger = 'fleet' AND status = 'succeeded'",
@@ -410,6 +392,34 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown marketplace \"ebay\""));
     drop(poller);
+}
+
+/// Waits for the poller's first scheduled run of every (marketplace, type).
+async fn first_scheduled_runs(env: &TestEnv) {
+    eventually("the scheduled first runs", || async {
+        env.scalar(
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'schedule' AND status <> 'running'",
+        )
+        .await
+            == 11
+    })
+    .await;
+}
+
+/// `stockfleet sync --type new --via-fleet`: one request queued for the poller.
+async fn request_new_orders_sync(env: &TestEnv, marketplace: &str) {
+    let queued = env
+        .cli(&[
+            "sync",
+            "--marketplace",
+            marketplace,
+            "--type",
+            "new",
+            "--via-fleet",
+        ])
+        .await;
+    assert!(queued.status.success());
+    assert!(String::from_utf8_lossy(&queued.stdout).contains("queued 1 sync request"));
 }
 
 /// How many requests the simulator received on a path ending in `suffix`.
@@ -550,12 +560,7 @@ async fn a_sync_request_meeting_a_run_under_way_waits_for_it_and_is_never_dead_l
         .kill_on_drop(true)
         .spawn()
         .expect("start the poller");
-    eventually("the scheduled first runs", || async {
-        env.scalar("SELECT count(*) FROM sync_runs WHERE status <> 'running'")
-            .await
-            == 11
-    })
-    .await;
+    first_scheduled_runs(&env).await;
     // A run of Refurbed's new orders under way elsewhere: its advisory lock
     // (marketplace id, SyncType::New's key 1) held by this test.
     let mut holder = env.db.begin().await.unwrap();
@@ -564,17 +569,7 @@ async fn a_sync_request_meeting_a_run_under_way_waits_for_it_and_is_never_dead_l
         .await
         .unwrap();
     sim.place("refurbed", "P-3", 1).await;
-    let queued = env
-        .cli(&[
-            "sync",
-            "--marketplace",
-            "refurbed",
-            "--type",
-            "new",
-            "--via-fleet",
-        ])
-        .await;
-    assert!(queued.status.success());
+    request_new_orders_sync(&env, "refurbed").await;
     // Deferred again and again, past MAX_ATTEMPTS (3 here): never an attempt counted.
     let deferred = || async {
         let metrics = reqwest::get(format!("http://{health}/metrics"))

@@ -366,3 +366,65 @@ async fn an_order_placed_before_a_push_landed_is_lowered_when_learned_late() {
     locker.stop().await;
     publisher.stop().await;
 }
+
+#[tokio::test]
+async fn an_increase_short_of_budget_steps_aside_so_the_next_decrease_goes_at_once() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sim.listing(BM, "INC", 2).await;
+    sim.listing(BM, "DEC", 9).await;
+    env.set_stock("INC", 3).await;
+    env.set_stock("DEC", 10).await;
+    // Both already pushed a minute ago (2 and 9 shown), then a fresh poll.
+    sqlx::query(
+        "UPDATE marketplace_stock SET last_api_quantity = floor(listed_stock * 0.9),
+                last_synced_at = now() - interval '1 minute'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    env.orders_polled(BM).await;
+    let publisher = env.start_publisher(&sim).await;
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    env.wait_settled(&queue, 2).await;
+    assert_eq!(
+        sim.pushes(BM).await,
+        vec![],
+        "both rows show their quantity"
+    );
+
+    // Back Market's listing budget: 2 permits for high priority (a push and
+    // its listing lookup), none for low priority for about an hour.
+    sqlx::query(
+        "UPDATE request_budgets SET requests = 40, window_seconds = 100000, tokens = 2.9,
+                refilled_at = clock_timestamp()
+         WHERE class = 'listings' AND marketplace_id = (SELECT id FROM marketplaces WHERE code = $1)",
+    )
+    .bind(BM)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    // An increase (2 → 9) is taken by the publisher and waits for a permit...
+    env.set_stock("INC", 10).await;
+    eventually("the increase in the publisher's hands", || async {
+        env.scalar("SELECT count(*) FROM outbox").await == 0 && env.depth(&queue).await == 0
+    })
+    .await;
+    // ...while a decrease (9 → 2) of another row is announced.
+    env.set_stock("DEC", 3).await;
+    eventually("the decrease pushed", || async {
+        sim.quantity(BM, "DEC").await == Some(2)
+    })
+    .await;
+    assert_eq!(
+        sim.quantity(BM, "INC").await,
+        Some(2),
+        "the increase still waits"
+    );
+    let dlq = env
+        .bus
+        .topology
+        .dead_letter_queue(&QueueSpec::publisher(BM));
+    assert_eq!(env.depth(&dlq).await, 0, "a waiting increase is no failure");
+    publisher.stop().await;
+}

@@ -129,7 +129,7 @@ fn sort(batch: &[Incoming], code: &str, results: &mut [Result<(), HandlerError>]
                     reconcile,
                     origin: None,
                 });
-                group.note_origin(change.origin, &code);
+                group.note_origin(change.origin, code);
                 // A reconciliation carries the outcome, so a retry reads the marketplace again.
                 if reconcile || !group.reconcile {
                     group.carrier = index;
