@@ -27,9 +27,21 @@ async fn busy(fleet: &Fleet) -> anyhow::Result<Vec<String>> {
     let mut left = Vec::new();
     let stats = queues::stats(&fleet.bus, &fleet.codes, fleet.management_url.as_deref()).await?;
     for queue in stats.iter().filter(|q| is_work_queue(fleet, &q.name)) {
-        let unacked = queue.unacked.unwrap_or(0);
-        if queue.ready > 0 || unacked > 0 {
-            left.push(format!("{} {}+{}", queue.name, queue.ready, unacked));
+        match queue.unacked {
+            // A batch in a consumer's hands is work too; without the count
+            // the fleet cannot be called idle.
+            None if queue.consumers > 0 => left.push(format!(
+                "{} {}+? (unacknowledged unknown: enable RabbitMQ's management plugin, \
+                 `rabbitmq-plugins enable rabbitmq_management`)",
+                queue.name, queue.ready
+            )),
+            unacked if queue.ready > 0 || unacked.unwrap_or(0) > 0 => left.push(format!(
+                "{} {}+{}",
+                queue.name,
+                queue.ready,
+                unacked.unwrap_or(0)
+            )),
+            _ => {}
         }
     }
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
