@@ -290,17 +290,8 @@ async fn accept_orderlines_sends_one_batch_per_50_lines_and_maps_each_result() {
     let env = start().await;
     let order = env.control.order(RF, &[("A", 49)], "NEW").await;
     let adapter = env.adapter(RF);
-    let lines: Vec<(String, OrderItemRef)> = order["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| {
-            let item = OrderItemRef {
-                external_id: item["id"].to_string(),
-                sku: "A".into(),
-            };
-            (id(&order), item)
-        })
+    let lines: Vec<(String, OrderItemRef)> = lines_of(&order, "A")
+        .into_iter()
         .chain([(
             id(&order),
             OrderItemRef {
@@ -339,18 +330,7 @@ async fn accept_orderlines_sends_one_batch_per_50_lines_and_maps_each_result() {
 
     // 51 lines: two calls; a call failing as a whole fails each of its lines.
     let more = env.control.order(RF, &[("B", 51)], "NEW").await;
-    let lines: Vec<(String, OrderItemRef)> = more["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| {
-            let item = OrderItemRef {
-                external_id: item["id"].to_string(),
-                sku: "B".into(),
-            };
-            (id(&more), item)
-        })
-        .collect();
+    let lines = lines_of(&more, "B");
     env.control.faults(RF, json!({"error_rate": 1.0})).await;
     let results = adapter.accept_orderlines(&lines).await;
     assert_eq!(requests_to(&env, BATCH).await.len(), 3);
@@ -410,4 +390,20 @@ fn assert_permanent(error: &MarketplaceError, status: u16) {
         matches!(error, MarketplaceError::Permanent { status: Some(s), .. } if *s == status),
         "{error:?}"
     );
+}
+
+/// Every item of a simulator order as a line to accept.
+fn lines_of(order: &serde_json::Value, sku: &str) -> Vec<(String, OrderItemRef)> {
+    order["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let item = OrderItemRef {
+                external_id: item["id"].to_string(),
+                sku: sku.into(),
+            };
+            (id(order), item)
+        })
+        .collect()
 }
