@@ -124,3 +124,15 @@ async fn low_priority_callers_are_served_by_the_smallest_bucket_and_leave_half_o
         "high priority takes the whole bucket"
     );
 }
+
+/// Each seeded class's bucket holds several permits, so one lease round trip
+/// to PostgreSQL pays for several calls (WooCommerce's listings class was 10
+/// per 1 s: a bucket of one permit, one round trip a write).
+#[tokio::test]
+async fn every_seeded_budget_leases_several_permits_a_round_trip() {
+    let env = TestEnv::new().await;
+    let smallest = env
+        .scalar("SELECT min(floor(0.1 * requests))::bigint FROM request_budgets")
+        .await;
+    assert!(smallest >= 2, "a seeded bucket holds {smallest} permit(s)");
+}

@@ -434,8 +434,35 @@ async fn requests_to(sim: &Sim, marketplace: &str, suffix: &str) -> usize {
         .count()
 }
 
+/// Puts the modified cursor ahead of every order's release, so the walk's
+/// first listing brings none of them: only the open walk and the search for
+/// the orders that left the open states find anything.
+async fn cursor_ahead(env: &TestEnv) {
+    sqlx::query(
+        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
+         SELECT id, 'modified', now() + interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+}
+
+async fn refurbed_modified_sync(env: &TestEnv) {
+    let modified = env
+        .cli(&["sync", "--marketplace", "refurbed", "--type", "modified"])
+        .await;
+    assert!(modified.status.success(), "{modified:?}");
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM sync_runs WHERE sync_type = 'modified' AND status = 'succeeded'"
+        )
+        .await,
+        1
+    );
+}
+
 #[tokio::test]
-async fn each_reread_order_costs_one_request() {
+async fn orders_that_left_the_open_states_are_found_a_page_at_a_time() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     env.poll_every(3600).await;
@@ -450,29 +477,26 @@ async fn each_reread_order_costs_one_request() {
     assert!(new.status.success(), "{new:?}");
     assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 30);
 
-    // Twenty ship. The cursor is put ahead of every order's release, so the
-    // modified walk returns none of them and the sync re-reads all 30 it
-    // holds as open.
+    // Twenty ship, ten stay open.
     for id in &ids[..20] {
         sim.move_order("refurbed", id, "ACCEPTED").await;
         sim.move_order("refurbed", id, "SHIPPED").await;
     }
-    sqlx::query(
-        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
-         SELECT id, 'modified', now() + interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
-    let before = requests_to(&sim, "refurbed", "/GetOrder").await;
-    let modified = env
-        .cli(&["sync", "--marketplace", "refurbed", "--type", "modified"])
-        .await;
-    assert!(modified.status.success(), "{modified:?}");
+    cursor_ahead(&env).await;
+    let (reads, lists) = (
+        requests_to(&sim, "refurbed", "/GetOrder").await,
+        requests_to(&sim, "refurbed", "/ListOrders").await,
+    );
+    refurbed_modified_sync(&env).await;
     assert_eq!(
-        requests_to(&sim, "refurbed", "/GetOrder").await - before,
-        30,
-        "one GetOrder per re-read order"
+        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
+        0,
+        "no order read on its own"
+    );
+    assert_eq!(
+        requests_to(&sim, "refurbed", "/ListOrders").await - lists,
+        3,
+        "released since the cursor, open before it, closed since the oldest that left"
     );
     assert_eq!(
         env.scalar("SELECT count(*) FROM orders WHERE status = 'shipped'")
@@ -482,13 +506,39 @@ async fn each_reread_order_costs_one_request() {
     assert_eq!(
         env.scalar("SELECT count(*) FROM orders WHERE rechecked_at IS NOT NULL")
             .await,
-        30
+        20
+    );
+}
+
+#[tokio::test]
+async fn an_old_order_that_left_the_open_states_costs_one_read() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    stock_everything(&env).await;
+    let old = sim.place("refurbed", SKUS[0], 1).await;
+    // 150 released after it: listing them would take two pages, a read one.
+    for n in 0..150 {
+        sim.place("refurbed", SKUS[n % SKUS.len()], 1).await;
+    }
+    let new = env
+        .cli(&["sync", "--marketplace", "refurbed", "--type", "new"])
+        .await;
+    assert!(new.status.success(), "{new:?}");
+    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 151);
+
+    sim.move_order("refurbed", &old, "CANCELLED").await;
+    cursor_ahead(&env).await;
+    let reads = requests_to(&sim, "refurbed", "/GetOrder").await;
+    refurbed_modified_sync(&env).await;
+    assert_eq!(
+        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
+        1,
+        "one request for the one order that left"
     );
     assert_eq!(
-        env.scalar(
-            "SELECT count(*) FROM sync_runs WHERE sync_type = 'modified' AND status = 'succeeded'"
-        )
-        .await,
+        env.scalar("SELECT count(*) FROM orders WHERE status = 'cancelled'")
+            .await,
         1
     );
 }

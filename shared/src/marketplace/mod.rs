@@ -36,8 +36,9 @@ pub trait Marketplace: Send + Sync {
     /// The marketplace's code in stockfleet's `marketplaces` table, e.g. "backmarket".
     fn code(&self) -> &str;
     /// Whether [`OrderQuery::ModifiedSince`] really filters on modification
-    /// time. When it does not (Refurbed), the modified sync also re-reads the
-    /// orders it holds as open, to see the ones that left the open states.
+    /// time. When it does not (Refurbed), the modified sync also looks for
+    /// the orders it holds as open that the walk did not bring: they left
+    /// the open states ([`Self::list_orders_closed_since`], `get_order`).
     fn filters_modified_since(&self) -> bool {
         true
     }
@@ -48,6 +49,25 @@ pub trait Marketplace: Send + Sync {
         query: &OrderQuery,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError>;
+    /// One page of the orders released at or after `released_since` that
+    /// are no longer open: where the orders the poller holds as open went,
+    /// when the modified walk did not bring them (see
+    /// [`Self::filters_modified_since`]). A marketplace that filters on
+    /// modification time finds them among the orders modified since then.
+    async fn list_orders_closed_since(
+        &self,
+        released_since: DateTime<Utc>,
+        page: Option<PageToken>,
+    ) -> Result<OrderPage, MarketplaceError> {
+        let mut page = self
+            .list_orders(&OrderQuery::ModifiedSince(released_since), page)
+            .await?;
+        page.orders.retain(|order| {
+            order.status.is_some_and(|status| !status.is_open())
+                && order.created_at.is_none_or(|at| at >= released_since)
+        });
+        Ok(page)
+    }
     async fn get_order(&self, order_id: &str) -> Result<MarketplaceOrder, MarketplaceError>;
     /// One page of after-sales cases (Back Market care folders, Refurbed
     /// returns, WooCommerce refunded orders) changed since `since` where the
@@ -100,7 +120,8 @@ pub enum OrderQuery {
     /// WooCommerce pending/processing/on-hold).
     New,
     /// Orders modified at or after the given time. Refurbed has no such
-    /// filter: its adapter walks every open (NEW or ACCEPTED) order instead.
+    /// filter: its adapter walks the orders released since then and every
+    /// open (NEW or ACCEPTED) order released before.
     ModifiedSince(DateTime<Utc>),
     /// Open orders still missing their delivery note or label.
     Incomplete,

@@ -3,6 +3,7 @@
 //! `starting_after` + `has_more`, statuses per item, one unit per item.
 
 mod batch;
+mod walk;
 
 use super::budget::EndpointClass;
 use super::http::{HttpClient, Reply};
@@ -13,7 +14,7 @@ use super::{
     select_items,
 };
 use crate::domain::OrderStatus;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
@@ -245,6 +246,20 @@ impl Refurbed {
         Ok(self.call_reply(service, method, body).await?.body)
     }
 
+    /// One `ListOrders` page, oldest id first, and the cursor after it.
+    async fn list_page(
+        &self,
+        filter: Value,
+        cursor: Option<PageToken>,
+    ) -> Result<(Vec<MarketplaceOrder>, Option<PageToken>), MarketplaceError> {
+        let body = json!({
+            "pagination": pagination(cursor),
+            "sort": {"order": "ASC", "by": "ID"},
+            "filter": filter,
+        });
+        parse_orders_page(&self.call("OrderService", "ListOrders", body).await?)
+    }
+
     /// [`Self::call`], with the answer's headers.
     async fn call_reply(
         &self,
@@ -291,26 +306,25 @@ impl Marketplace for Refurbed {
         query: &OrderQuery,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError> {
-        // Refurbed has no modified-since filter: "modified" walks the orders
-        // released since then, in any state; the poller re-reads the open
-        // orders it holds to see the older ones change.
-        let filter = match query {
-            OrderQuery::New => json!({"state": {"any_of": ["NEW"]}}),
-            OrderQuery::ModifiedSince(since) => {
-                json!({"released_at": {"ge": since.to_rfc3339_opts(SecondsFormat::Secs, true)}})
-            }
-            OrderQuery::Incomplete => json!({"state": {"any_of": ["ACCEPTED"]}}),
-        };
-        let body = json!({
-            "pagination": pagination(page),
-            "sort": {"order": "ASC", "by": "ID"},
-            "filter": filter,
-        });
-        let reply = self.call("OrderService", "ListOrders", body).await?;
-        let (mut orders, next) = parse_orders_page(&reply)?;
+        let (filter, listing, cursor) = walk::order_filter(query, page);
+        let (mut orders, next) = self.list_page(filter, cursor).await?;
         if *query == OrderQuery::Incomplete {
             orders.retain(|order| order.label_url.is_none());
         }
+        Ok(OrderPage {
+            orders,
+            next: listing.next(next),
+        })
+    }
+
+    async fn list_orders_closed_since(
+        &self,
+        released_since: DateTime<Utc>,
+        page: Option<PageToken>,
+    ) -> Result<OrderPage, MarketplaceError> {
+        let (orders, next) = self
+            .list_page(walk::closed_filter(released_since), page)
+            .await?;
         Ok(OrderPage { orders, next })
     }
 
