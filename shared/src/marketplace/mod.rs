@@ -38,7 +38,7 @@ pub trait Marketplace: Send + Sync {
     /// Whether [`OrderQuery::ModifiedSince`] really filters on modification
     /// time. When it does not (Refurbed), the modified sync also looks for
     /// the orders it holds as open that the walk did not bring: they left
-    /// the open states ([`Self::list_orders_closed_since`], `get_order`).
+    /// the open states ([`Self::list_orders_closed`], `get_order`).
     fn filters_modified_since(&self) -> bool {
         true
     }
@@ -49,22 +49,25 @@ pub trait Marketplace: Send + Sync {
         query: &OrderQuery,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError>;
-    /// One page of the orders released at or after `released_since` that
-    /// are no longer open: where the orders the poller holds as open went,
-    /// when the modified walk did not bring them (see
+    /// One page of the orders released in `[released_from, released_before)`
+    /// that are no longer open: where the orders the poller holds as open
+    /// went, when the modified walk did not bring them (see
     /// [`Self::filters_modified_since`]). A marketplace that filters on
     /// modification time finds them among the orders modified since then.
-    async fn list_orders_closed_since(
+    async fn list_orders_closed(
         &self,
-        released_since: DateTime<Utc>,
+        released_from: DateTime<Utc>,
+        released_before: DateTime<Utc>,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError> {
         let mut page = self
-            .list_orders(&OrderQuery::ModifiedSince(released_since), page)
+            .list_orders(&OrderQuery::ModifiedSince(released_from), page)
             .await?;
         page.orders.retain(|order| {
             order.status.is_some_and(|status| !status.is_open())
-                && order.created_at.is_none_or(|at| at >= released_since)
+                && order
+                    .created_at
+                    .is_none_or(|at| (released_from..released_before).contains(&at))
         });
         Ok(page)
     }

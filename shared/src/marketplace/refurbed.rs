@@ -317,14 +317,14 @@ impl Marketplace for Refurbed {
         })
     }
 
-    async fn list_orders_closed_since(
+    async fn list_orders_closed(
         &self,
-        released_since: DateTime<Utc>,
+        released_from: DateTime<Utc>,
+        released_before: DateTime<Utc>,
         page: Option<PageToken>,
     ) -> Result<OrderPage, MarketplaceError> {
-        let (orders, next) = self
-            .list_page(walk::closed_filter(released_since), page)
-            .await?;
+        let filter = walk::closed_filter(released_from, released_before);
+        let (orders, next) = self.list_page(filter, page).await?;
         Ok(OrderPage { orders, next })
     }
 

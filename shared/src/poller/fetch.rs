@@ -78,7 +78,7 @@ pub(super) async fn fetch_all(
             pool,
             marketplace,
             adapter,
-            &seen,
+            (&seen, since.unwrap_or(started_at)),
             options,
             summary,
             progress,

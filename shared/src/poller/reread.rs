@@ -11,9 +11,10 @@ use super::store;
 use crate::marketplace::budget::{self, Priority};
 use crate::marketplace::directory::MarketplaceRow;
 use crate::marketplace::{Marketplace, MarketplaceError, MarketplaceOrder, PageToken};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use sqlx::{PgPool, Row};
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,8 @@ const LISTING_PAGE: u64 = 100;
 struct LeftOpen {
     external_id: String,
     released_at: Option<DateTime<Utc>>,
-    /// Orders of the marketplace released at or after it (itself included).
+    /// Orders of the marketplace released at or after it (itself included)
+    /// and before the walk's cursor.
     released_after: i64,
 }
 
@@ -45,23 +47,28 @@ fn reads_before_listing(released_after: &[i64]) -> usize {
 
 /// Where the orders we hold as open that the walk did not bring (`seen`)
 /// went: listed, or read one by one, within a bounded time (the run is then
-/// partial and the rest go first next run).
+/// partial and the rest go first next run). The walk brought every order
+/// released since `walked_from`, so the listing stops there.
 pub(super) async fn reread_open_orders(
     pool: &PgPool,
     marketplace: &MarketplaceRow,
     adapter: &dyn Marketplace,
-    seen: &HashSet<String>,
+    (seen, walked_from): (&HashSet<String>, DateTime<Utc>),
     options: &RunOptions,
     summary: &mut RunSummary,
     progress: &(dyn Fn(&RunSummary) + Sync),
 ) -> Result<Finished, String> {
-    let left = left_open(pool, marketplace, seen)
+    // The walk split on whole seconds (adapters send whole seconds).
+    let walked_from = walked_from.with_nanosecond(0).unwrap_or(walked_from);
+    let left = left_open(pool, marketplace, seen, walked_from)
         .await
         .map_err(|e| format!("reading open orders: {e}"))?;
     let total = left.len();
-    // Orders without a release time can only be read one by one.
-    let (undated, dated): (Vec<_>, Vec<_>) =
-        left.into_iter().partition(|o| o.released_at.is_none());
+    // Orders without a release time, or released where the walk looked
+    // already, can only be read one by one.
+    let (undated, dated): (Vec<_>, Vec<_>) = left
+        .into_iter()
+        .partition(|o| o.released_at.is_none_or(|at| at >= walked_from));
     let counts: Vec<i64> = dated.iter().map(|o| o.released_after).collect();
     let split = reads_before_listing(&counts);
     let mut reads: Vec<String> = undated.into_iter().map(|o| o.external_id).collect();
@@ -83,7 +90,13 @@ pub(super) async fn reread_open_orders(
     if let Some(since) = listed.first().and_then(|o| o.released_at) {
         let mut wanted: HashSet<String> = listed.into_iter().map(|o| o.external_id).collect();
         if let Some(stop) = search
-            .list_closed(since, &mut wanted, &mut found, summary, progress)
+            .list_closed(
+                since..walked_from,
+                &mut wanted,
+                &mut found,
+                summary,
+                progress,
+            )
             .await?
         {
             return Ok(Finished::Partial(stop));
@@ -105,6 +118,7 @@ async fn left_open(
     pool: &PgPool,
     marketplace: &MarketplaceRow,
     seen: &HashSet<String>,
+    walked_from: DateTime<Utc>,
 ) -> sqlx::Result<Vec<LeftOpen>> {
     let seen: Vec<&str> = seen.iter().map(String::as_str).collect();
     let rows = sqlx::query(
@@ -116,13 +130,15 @@ async fn left_open(
              SELECT o.external_id, count(*) OVER (ORDER BY o.placed_at DESC) AS released_after
              FROM orders o
              WHERE o.marketplace_id = $1
-               AND o.placed_at >= (SELECT min(placed_at) FROM left_open))
+               AND o.placed_at >= (SELECT min(placed_at) FROM left_open)
+               AND o.placed_at < $3)
          SELECT l.external_id, l.placed_at, COALESCE(r.released_after, 0) AS released_after
          FROM left_open l LEFT JOIN released r ON r.external_id = l.external_id
          ORDER BY l.placed_at NULLS FIRST, l.rechecked_at NULLS FIRST, l.id",
     )
     .bind(marketplace.id)
     .bind(&seen)
+    .bind(walked_from)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -157,11 +173,11 @@ impl Search<'_> {
         })
     }
 
-    /// Lists the closed orders released since `since`, page by page, until
+    /// Lists the closed orders released in `released`, page by page, until
     /// every wanted one is found; the reason when the search must stop.
     async fn list_closed(
         &self,
-        since: DateTime<Utc>,
+        released: Range<DateTime<Utc>>,
         wanted: &mut HashSet<String>,
         found: &mut usize,
         summary: &mut RunSummary,
@@ -175,7 +191,10 @@ impl Search<'_> {
             if let Some(stop) = self.out_of_time(*found) {
                 return Ok(Some(stop));
             }
-            let list = with_retries(|| self.adapter.list_orders_closed_since(since, page.clone()));
+            let list = with_retries(|| {
+                self.adapter
+                    .list_orders_closed(released.start, released.end, page.clone())
+            });
             let listed = match budget::with_priority(Priority::Low, list).await {
                 Ok(listed) => listed,
                 Err(error) => return self.cut(error, *found).map(Some),

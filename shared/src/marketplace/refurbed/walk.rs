@@ -75,10 +75,14 @@ pub(super) fn order_filter(
     }
 }
 
-/// The orders released at or after `since` that left the open states.
-pub(super) fn closed_filter(since: DateTime<Utc>) -> Value {
-    // Floored to the second: the listing may bring a few more, never fewer.
-    json!({"state": {"none_of": OPEN_STATES}, "released_at": {"ge": rfc3339(since)}})
+/// The orders released in `[from, before)` that left the open states.
+/// `before` is the modified walk's cursor, split on the same second as the
+/// walk's first listing (which brought every order released since).
+pub(super) fn closed_filter(from: DateTime<Utc>, before: DateTime<Utc>) -> Value {
+    json!({
+        "state": {"none_of": OPEN_STATES},
+        "released_at": {"ge": rfc3339(from), "lt": rfc3339(before)},
+    })
 }
 
 #[cfg(test)]
@@ -137,10 +141,14 @@ mod tests {
 
     #[test]
     fn the_closed_listing_leaves_the_open_states_out() {
-        let since = Utc.with_ymd_and_hms(2026, 12, 3, 9, 59, 59).unwrap();
+        let from = Utc.with_ymd_and_hms(2026, 12, 3, 9, 59, 59).unwrap();
+        let cursor = Utc.with_ymd_and_hms(2026, 12, 3, 10, 5, 0).unwrap();
         assert_eq!(
-            closed_filter(since),
-            json!({"state": {"none_of": ["NEW", "ACCEPTED"]}, "released_at": {"ge": "2026-12-03T09:59:59Z"}})
+            closed_filter(from, cursor + chrono::Duration::milliseconds(400)),
+            json!({
+                "state": {"none_of": ["NEW", "ACCEPTED"]},
+                "released_at": {"ge": "2026-12-03T09:59:59Z", "lt": "2026-12-03T10:05:00Z"},
+            })
         );
     }
 }
