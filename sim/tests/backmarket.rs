@@ -186,6 +186,43 @@ async fn modified_sync_sees_orders_that_left_the_default_listing() {
     assert_eq!(seen, expected);
 }
 
+/// The closed orders released in `[from, before)`, over all pages (the
+/// trait's default: the closed ones among the orders modified since `from`).
+async fn walk_closed(
+    adapter: &dyn stockfleet::marketplace::Marketplace,
+    from: chrono::DateTime<Utc>,
+    before: chrono::DateTime<Utc>,
+) -> Vec<String> {
+    let (mut ids, mut page) = (Vec::new(), None);
+    loop {
+        let got = adapter
+            .list_orders_closed(from, before, page)
+            .await
+            .unwrap();
+        ids.extend(got.orders.iter().map(|o| o.external_id.clone()));
+        match got.next {
+            Some(next) => page = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn closed_orders_are_the_closed_ones_among_the_modified() {
+    let env = start().await;
+    let from = Utc::now() - Days::seconds(5);
+    env.control.order(BM, &[("A", 1)], "1").await;
+    env.control.order(BM, &[("A", 1)], "2").await;
+    let shipped = env.control.order(BM, &[("A", 1)], "3").await;
+    let adapter = env.adapter(BM);
+    let before = Utc::now() + Days::seconds(5);
+    assert_eq!(
+        walk_closed(adapter.as_ref(), from, before).await,
+        [id(&shipped)]
+    );
+    assert!(walk_closed(adapter.as_ref(), from, from).await.is_empty());
+}
+
 #[tokio::test]
 async fn modified_since_and_incomplete() {
     let env = start().await;

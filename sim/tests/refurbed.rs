@@ -131,6 +131,18 @@ async fn modified_walks_orders_released_since_and_incomplete_lacks_labels() {
         .await
         .unwrap();
     assert!(page.orders.is_empty());
+    // Then the walk goes on with every open order released before then.
+    let open = adapter
+        .list_orders(&OrderQuery::ModifiedSince(later), page.next)
+        .await
+        .unwrap();
+    assert_eq!(open.orders.len(), 3, "NEW, ACCEPTED, ACCEPTED with a label");
+    assert!(
+        open.orders
+            .iter()
+            .all(|o| o.status.is_some_and(|s| s.is_open()))
+    );
+    assert_eq!(open.next, None);
     let page = adapter
         .list_orders(&OrderQuery::Incomplete, None)
         .await
@@ -138,6 +150,28 @@ async fn modified_walks_orders_released_since_and_incomplete_lacks_labels() {
     let ids: Vec<_> = page.orders.iter().map(|o| o.external_id.clone()).collect();
     assert_eq!(ids, [id(&accepted)]);
     assert_ne!(id(&new), id(&accepted));
+}
+
+#[tokio::test]
+async fn closed_orders_are_listed_by_release_window() {
+    let env = start().await;
+    let from = Utc::now() - chrono::Duration::seconds(5);
+    env.control.order(RF, &[("A", 1)], "NEW").await;
+    env.control.order(RF, &[("A", 1)], "ACCEPTED").await;
+    let shipped = env.control.order(RF, &[("A", 1)], "SHIPPED").await;
+    let cancelled = env.control.order(RF, &[("A", 1)], "CANCELLED").await;
+    let adapter = env.adapter(RF);
+    let before = Utc::now() + chrono::Duration::seconds(5);
+    let page = adapter
+        .list_orders_closed(from, before, None)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.orders.iter().map(|o| o.external_id.clone()).collect();
+    assert_eq!(ids, [id(&shipped), id(&cancelled)]);
+    assert_eq!(page.next, None);
+    // Released at or after `before`: the modified walk's part, not this one's.
+    let page = adapter.list_orders_closed(from, from, None).await.unwrap();
+    assert!(page.orders.is_empty());
 }
 
 #[tokio::test]

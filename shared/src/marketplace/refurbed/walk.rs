@@ -57,21 +57,23 @@ pub(super) fn order_filter(
             Listing::Single,
             page,
         ),
-        OrderQuery::ModifiedSince(since) => match page {
-            Some(PageToken(token)) if token.starts_with(OPEN_PREFIX) => {
-                let cursor = &token[OPEN_PREFIX.len()..];
-                (
+        OrderQuery::ModifiedSince(since) => {
+            match page
+                .as_ref()
+                .and_then(|token| token.0.strip_prefix(OPEN_PREFIX))
+            {
+                Some(cursor) => (
                     json!({"state": {"any_of": OPEN_STATES}, "released_at": {"lt": rfc3339(*since)}}),
                     Listing::Open,
                     (!cursor.is_empty()).then(|| PageToken(cursor.to_owned())),
-                )
+                ),
+                None => (
+                    json!({"released_at": {"ge": rfc3339(*since)}}),
+                    Listing::Released,
+                    page,
+                ),
             }
-            page => (
-                json!({"released_at": {"ge": rfc3339(*since)}}),
-                Listing::Released,
-                page,
-            ),
-        },
+        }
     }
 }
 
