@@ -125,6 +125,36 @@ impl TestEnv {
         .expect("set stock");
     }
 
+    /// Stocks each SKU with `listed` units on each of the three marketplaces.
+    pub async fn stock_everywhere(&self, skus: &[&str], listed: i32) {
+        for marketplace in ["backmarket", "refurbed", "woocommerce"] {
+            for sku in skus {
+                self.set_stock_on(marketplace, sku, listed).await;
+            }
+        }
+    }
+
+    /// A poller mid-way through a Back Market run: `orders` orders placed
+    /// over `skus`, pages slowed to 150 ms (50 orders each), and the poller
+    /// started and past its first page.
+    pub async fn poller_mid_run(
+        &self,
+        sim: &Sim,
+        skus: &[&str],
+        orders: usize,
+    ) -> tokio::process::Child {
+        for n in 0..orders {
+            sim.place("backmarket", skus[n % skus.len()], 1).await;
+        }
+        sim.faults("backmarket", json!({"latency_ms": 150})).await;
+        let poller = self.spawn("stockfleet-poller");
+        crate::eventually("the first run is mid-way", || async {
+            self.scalar("SELECT count(*) FROM orders").await >= 50
+        })
+        .await;
+        poller
+    }
+
     /// (buffered(available), last_api_quantity) of every row of a marketplace, by SKU.
     pub async fn expected_quantities(
         &self,

@@ -34,14 +34,6 @@ async fn generous_limits(sim: &Sim) {
     }
 }
 
-async fn stock_everything(env: &TestEnv) {
-    for marketplace in MARKETPLACES {
-        for sku in SKUS {
-            env.set_stock_on(marketplace, sku, 10_000).await;
-        }
-    }
-}
-
 /// Logical order events: (marketplace, order, kind, previous, status) → distinct message ids.
 fn by_event(
     envelopes: &[Envelope],
@@ -79,7 +71,7 @@ async fn a_thousand_orders_over_three_marketplaces_are_stored_once_and_announced
     let sim = env.sim().await;
     env.poll_every(1).await;
     generous_limits(&sim).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
     let events = env.observe("order.#").await;
     let accepts = env
         .observe_on(Exchange::Commands, "marketplace.*.accept_orderline")
@@ -216,7 +208,7 @@ async fn two_pollers_never_double_a_run_or_an_event() {
     let sim = env.sim().await;
     env.poll_every(1).await;
     generous_limits(&sim).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
     let events = env.observe("order.#").await;
     let pollers = [
         env.spawn("stockfleet-poller"),
@@ -260,20 +252,10 @@ async fn a_poller_killed_mid_run_misses_and_doubles_nothing() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     env.poll_every(1).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
     let events = env.observe("order.#").await;
-    for n in 0..600 {
-        sim.place("backmarket", SKUS[n % SKUS.len()], 1).await;
-    }
-    // Slow pages (12 pages of 50 at 150 ms each) so the kill lands mid-run.
-    sim.faults("backmarket", serde_json::json!({"latency_ms": 150}))
-        .await;
-    let mut first = env.spawn("stockfleet-poller");
-    eventually("the first run is mid-way", || async {
-        let stored = env.scalar("SELECT count(*) FROM orders").await;
-        stored >= 50
-    })
-    .await;
+    // 12 slow pages, so the kill lands mid-run.
+    let mut first = env.poller_mid_run(&sim, &SKUS, 600).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     assert!(
@@ -303,7 +285,7 @@ async fn a_marketplace_down_or_failing_never_stops_the_others() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     env.poll_every(1).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
     sim.faults("refurbed", serde_json::json!({"down": true}))
         .await;
     sim.faults("woocommerce", serde_json::json!({"error_rate": 1.0}))
@@ -357,7 +339,7 @@ async fn syncs_run_on_request_inline_or_through_the_fleet() {
     // Scheduled runs happen once at start, then not for an hour.
     let sim = env.sim().await;
     env.poll_every(3600).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
 
     sim.place("backmarket", "P-1", 1).await;
     let inline = env
@@ -422,187 +404,12 @@ async fn request_new_orders_sync(env: &TestEnv, marketplace: &str) {
     assert!(String::from_utf8_lossy(&queued.stdout).contains("queued 1 sync request"));
 }
 
-/// How many requests the simulator received on a path ending in `suffix`.
-async fn requests_to(sim: &Sim, marketplace: &str, suffix: &str) -> usize {
-    let log = sim
-        .get(&format!("/requests?marketplace={marketplace}"))
-        .await;
-    log.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
-        .count()
-}
-
-/// Puts the modified cursor ahead of every order's release, so the walk's
-/// first listing brings none of them: only the open walk and the search for
-/// the orders that left the open states find anything.
-async fn cursor_ahead(env: &TestEnv) {
-    sqlx::query(
-        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
-         SELECT id, 'modified', now() + interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
-}
-
-async fn refurbed_modified_sync(env: &TestEnv) {
-    let modified = env
-        .cli(&["sync", "--marketplace", "refurbed", "--type", "modified"])
-        .await;
-    assert!(modified.status.success(), "{modified:?}");
-    assert_eq!(
-        env.scalar(
-            "SELECT count(*) FROM sync_runs WHERE sync_type = 'modified' AND status = 'succeeded'"
-        )
-        .await,
-        1
-    );
-}
-
-#[tokio::test]
-async fn orders_that_left_the_open_states_are_found_a_page_at_a_time() {
-    let env = TestEnv::new().await;
-    let sim = env.sim().await;
-    env.poll_every(3600).await;
-    stock_everything(&env).await;
-    let mut ids = Vec::new();
-    for n in 0..30 {
-        ids.push(sim.place("refurbed", SKUS[n % SKUS.len()], 1).await);
-    }
-    let new = env
-        .cli(&["sync", "--marketplace", "refurbed", "--type", "new"])
-        .await;
-    assert!(new.status.success(), "{new:?}");
-    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 30);
-
-    // Twenty ship, ten stay open.
-    for id in &ids[..20] {
-        sim.move_order("refurbed", id, "ACCEPTED").await;
-        sim.move_order("refurbed", id, "SHIPPED").await;
-    }
-    cursor_ahead(&env).await;
-    let (reads, lists) = (
-        requests_to(&sim, "refurbed", "/GetOrder").await,
-        requests_to(&sim, "refurbed", "/ListOrders").await,
-    );
-    refurbed_modified_sync(&env).await;
-    assert_eq!(
-        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
-        0,
-        "no order read on its own"
-    );
-    assert_eq!(
-        requests_to(&sim, "refurbed", "/ListOrders").await - lists,
-        3,
-        "released since the cursor, open before it, closed since the oldest that left"
-    );
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM orders WHERE status = 'shipped'")
-            .await,
-        20
-    );
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM orders WHERE rechecked_at IS NOT NULL")
-            .await,
-        20
-    );
-}
-
-#[tokio::test]
-async fn an_old_order_that_left_the_open_states_costs_one_read() {
-    let env = TestEnv::new().await;
-    let sim = env.sim().await;
-    env.poll_every(3600).await;
-    stock_everything(&env).await;
-    let old = sim.place("refurbed", SKUS[0], 1).await;
-    // 150 released after it: listing them would take two pages, a read one.
-    for n in 0..150 {
-        sim.place("refurbed", SKUS[n % SKUS.len()], 1).await;
-    }
-    let new = env
-        .cli(&["sync", "--marketplace", "refurbed", "--type", "new"])
-        .await;
-    assert!(new.status.success(), "{new:?}");
-    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 151);
-
-    sim.move_order("refurbed", &old, "CANCELLED").await;
-    cursor_ahead(&env).await;
-    let reads = requests_to(&sim, "refurbed", "/GetOrder").await;
-    refurbed_modified_sync(&env).await;
-    assert_eq!(
-        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
-        1,
-        "one request for the one order that left"
-    );
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM orders WHERE status = 'cancelled'")
-            .await,
-        1
-    );
-}
-
-#[tokio::test]
-async fn a_run_cut_by_the_rate_limit_is_partial_keeps_its_cursor_and_the_next_run_catches_up() {
-    let env = TestEnv::new().await;
-    let sim = env.sim().await;
-    env.poll_every(3600).await;
-    stock_everything(&env).await;
-    for sku in &SKUS[..3] {
-        sim.place("refurbed", sku, 1).await;
-    }
-    sqlx::query(
-        "INSERT INTO sync_cursors (marketplace_id, sync_type, cursor_at)
-         SELECT id, 'modified', now() - interval '1 hour' FROM marketplaces WHERE code = 'refurbed'",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
-    let cursor = "SELECT EXTRACT(EPOCH FROM cursor_at)::bigint FROM sync_cursors
-                  WHERE sync_type = 'modified'";
-    let before = env.scalar(cursor).await;
-    let modified = ["sync", "--marketplace", "refurbed", "--type", "modified"];
-
-    // Every answer is a 429 for longer than the in-process retries last.
-    sim.faults("refurbed", serde_json::json!({"rate_limit_storm_secs": 1}))
-        .await;
-    let cut = env.cli(&modified).await;
-    let stdout = String::from_utf8_lossy(&cut.stdout);
-    assert!(
-        cut.status.success(),
-        "a partial run is no failure: {stdout}"
-    );
-    assert!(stdout.contains("partial run"), "{stdout}");
-    assert_eq!(
-        env.scalar(
-            "SELECT count(*) FROM sync_runs WHERE status = 'partial'
-             AND error_text LIKE 'cut by the rate limit after 0 pages%'"
-        )
-        .await,
-        1
-    );
-    assert_eq!(env.scalar(cursor).await, before, "the cursor stays");
-    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 0);
-
-    sim.clear_faults("refurbed").await;
-    let next = env.cli(&modified).await;
-    assert!(next.status.success(), "{next:?}");
-    assert_eq!(env.scalar("SELECT count(*) FROM orders").await, 3);
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'")
-            .await,
-        1
-    );
-    assert!(env.scalar(cursor).await > before, "the cursor moves on");
-}
-
 #[tokio::test]
 async fn a_sync_request_meeting_a_run_under_way_waits_for_it_and_is_never_dead_lettered() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     env.poll_every(3600).await;
-    stock_everything(&env).await;
+    env.stock_everywhere(&SKUS, 10_000).await;
     let health = format!("127.0.0.1:{}", free_port());
     let _poller = env
         .command("stockfleet-poller")

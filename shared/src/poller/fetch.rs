@@ -14,8 +14,8 @@ use std::collections::HashSet;
 const FIRST_LOOKBACK: Span = Span::days(1);
 
 /// Fetches every page of the run and stores it; the error text on failure.
-/// A walk cut by the rate limit keeps the cursor where it was, so the next
-/// run reads the same span again.
+/// A walk cut by the rate limit or a shutdown keeps the cursor where it was,
+/// so the next run reads the same span again.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_all(
     pool: &PgPool,
@@ -39,7 +39,12 @@ pub(super) async fn fetch_all(
     let mut page: Option<PageToken> = None;
     loop {
         if options.shutdown.is_cancelled() {
-            return Err("stopped by shutdown before the last page".into());
+            // Like a cut by the rate limit: what was fetched is stored, the
+            // cursor stays, the next run (after the deploy) reads on.
+            return Ok(Finished::Partial(format!(
+                "stopped by shutdown after {} pages; the next run reads the same span again",
+                summary.pages
+            )));
         }
         if sync_type == SyncType::Care {
             let care = match with_retries(|| adapter.list_care(since, page.clone())).await {

@@ -163,8 +163,14 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// Why the search stops now, if it must: its time is up.
-    fn out_of_time(&self, found: usize) -> Option<String> {
+    /// Why the search stops now, if it must: a shutdown or its time is up.
+    fn stopped(&self, found: usize) -> Option<String> {
+        if self.options.shutdown.is_cancelled() {
+            return Some(format!(
+                "stopped by shutdown after finding {found} of {} orders that left the open states; the rest go first next run",
+                self.total
+            ));
+        }
         (Instant::now() >= self.deadline).then(|| {
             format!(
                 "found {found} of {} orders that left the open states in the time allowed; the rest go first next run",
@@ -185,10 +191,7 @@ impl Search<'_> {
     ) -> Result<Option<String>, String> {
         let mut page: Option<PageToken> = None;
         while !wanted.is_empty() {
-            if self.options.shutdown.is_cancelled() {
-                return Err("stopped by shutdown".into());
-            }
-            if let Some(stop) = self.out_of_time(*found) {
+            if let Some(stop) = self.stopped(*found) {
                 return Ok(Some(stop));
             }
             let list = with_retries(|| {
@@ -226,14 +229,11 @@ impl Search<'_> {
         progress: &(dyn Fn(&RunSummary) + Sync),
     ) -> Result<Option<String>, String> {
         for chunk in ids.chunks(50) {
-            if self.options.shutdown.is_cancelled() {
-                return Err("stopped by shutdown".into());
-            }
             let mut orders = Vec::with_capacity(chunk.len());
             let mut gone = Vec::new();
             let mut stop = None;
             for id in chunk {
-                if let Some(reason) = self.out_of_time(*found) {
+                if let Some(reason) = self.stopped(*found) {
                     stop = Some(reason);
                     break;
                 }
