@@ -254,6 +254,20 @@ impl Sim {
         self.quantities(marketplace).await.get(sku).copied()
     }
 
+    /// How many requests a marketplace received on a path ending in
+    /// `suffix` (the query string aside).
+    pub async fn requests_to(&self, marketplace: &str, suffix: &str) -> usize {
+        let log = self
+            .get(&format!("/requests?marketplace={marketplace}"))
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["path"].as_str()?.split('?').next())
+            .filter(|path| path.ends_with(suffix))
+            .count()
+    }
+
     /// Stock writes received through a marketplace's API.
     pub async fn pushes(&self, marketplace: &str) -> Vec<(String, i64)> {
         let pushes = self.get("/pushes").await;

@@ -2,7 +2,9 @@
 //! Market's simulator at 20 orders a second, stock pushes delayed by the
 //! listing limit (20 per 10 s), until the listings sell out. With the default
 //! buffer and the oversell guard nothing is oversold; with a zero buffer and
-//! the guard blinded the same run oversells, so the figure can fail.
+//! the guard blinded the same run oversells, so the figure can fail. And an
+//! increase reads what the marketplace shows first: orders placed since the
+//! covering poll are not given back.
 
 use serde_json::json;
 use std::time::Duration;
@@ -67,4 +69,63 @@ async fn a_sell_out_at_20_orders_per_second_oversells_nothing_with_the_default_b
         unguarded > 0,
         "a zero buffer without the guard oversold nothing: the run cannot tell"
     );
+}
+
+/// `stockfleet sync --type new` on Back Market, inline.
+async fn poll_new_orders(env: &TestEnv) {
+    let polled = env
+        .cli(&["sync", "--marketplace", BM, "--type", "new"])
+        .await;
+    assert!(polled.status.success(), "{polled:?}");
+}
+
+#[tokio::test]
+async fn an_increase_waits_while_the_marketplace_shows_less_than_we_estimate() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    sim.listing(BM, "UP-1", 0).await;
+    let _workers = [
+        env.spawn("stockfleet-locker"),
+        env.spawn("stockfleet-publisher"),
+    ];
+    env.set_stock_on(BM, "UP-1", 10).await;
+    poll_new_orders(&env).await;
+    eventually("the first push", || async { env.in_sync(&sim, BM).await }).await;
+    let shown = sim.quantity(BM, "UP-1").await.unwrap();
+
+    // A poll after the push covers an increase; then an order of 2 that no
+    // poll brought yet: Back Market shows 2 less than we estimate.
+    poll_new_orders(&env).await;
+    sim.place(BM, "UP-1", 2).await;
+    let reads = sim.requests_to(BM, "/ws/listings/detail").await;
+    env.set_stock_on(BM, "UP-1", 20).await;
+    // The read is recorded as what Back Market shows; no push follows it.
+    eventually("the increase read what Back Market shows", || async {
+        env.scalar("SELECT last_api_quantity::bigint FROM marketplace_stock")
+            .await
+            == shown - 2
+    })
+    .await;
+    assert_eq!(sim.requests_to(BM, "/ws/listings/detail").await, reads + 1);
+    assert_eq!(
+        sim.quantity(BM, "UP-1").await,
+        Some(shown - 2),
+        "the order's units were given back"
+    );
+
+    // The poll brings the order, the next one finds the row quiet: it goes.
+    poll_new_orders(&env).await;
+    eventually("the order locked", || async {
+        env.scalar("SELECT count(*) FROM marketplace_stock_locks")
+            .await
+            == 1
+    })
+    .await;
+    poll_new_orders(&env).await;
+    eventually("the increase pushed", || async {
+        env.in_sync(&sim, BM).await
+    })
+    .await;
+    assert!(sim.quantity(BM, "UP-1").await.unwrap() > shown - 2);
 }

@@ -6,18 +6,6 @@ use stockfleet_tests::*;
 
 const SKUS: [&str; 5] = ["P-1", "P-2", "P-3", "P-4", "P-5"];
 
-/// How many requests the simulator received on a path ending in `suffix`.
-async fn requests_to(sim: &Sim, marketplace: &str, suffix: &str) -> usize {
-    let log = sim
-        .get(&format!("/requests?marketplace={marketplace}"))
-        .await;
-    log.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
-        .count()
-}
-
 /// Puts the modified cursor ahead of every order's release, so the walk's
 /// first listing brings none of them: only the open walk and the search for
 /// the orders that left the open states find anything.
@@ -68,17 +56,17 @@ async fn orders_that_left_the_open_states_are_found_a_page_at_a_time() {
     }
     cursor_ahead(&env).await;
     let (reads, lists) = (
-        requests_to(&sim, "refurbed", "/GetOrder").await,
-        requests_to(&sim, "refurbed", "/ListOrders").await,
+        sim.requests_to("refurbed", "/GetOrder").await,
+        sim.requests_to("refurbed", "/ListOrders").await,
     );
     refurbed_modified_sync(&env).await;
     assert_eq!(
-        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
+        sim.requests_to("refurbed", "/GetOrder").await - reads,
         0,
         "no order read on its own"
     );
     assert_eq!(
-        requests_to(&sim, "refurbed", "/ListOrders").await - lists,
+        sim.requests_to("refurbed", "/ListOrders").await - lists,
         3,
         "released since the cursor, open before it, closed since the oldest that left"
     );
@@ -113,10 +101,10 @@ async fn an_old_order_that_left_the_open_states_costs_one_read() {
 
     sim.move_order("refurbed", &old, "CANCELLED").await;
     cursor_ahead(&env).await;
-    let reads = requests_to(&sim, "refurbed", "/GetOrder").await;
+    let reads = sim.requests_to("refurbed", "/GetOrder").await;
     refurbed_modified_sync(&env).await;
     assert_eq!(
-        requests_to(&sim, "refurbed", "/GetOrder").await - reads,
+        sim.requests_to("refurbed", "/GetOrder").await - reads,
         1,
         "one request for the one order that left"
     );

@@ -39,7 +39,7 @@ async fn pushes_buffered_available_once_and_records_it() {
     .await;
     assert_eq!(
         history(&env, "api_sync").await,
-        vec![(9, Some("pushed 9 to backmarket (was nothing)".into()))]
+        vec![(9, Some("pushed 9 to backmarket (was 0)".into()))]
     );
 
     // A change that leaves the buffered quantity alone costs no call:
@@ -314,20 +314,22 @@ async fn an_order_placed_before_a_push_landed_is_lowered_when_learned_late() {
     })
     .await;
 
-    // A buyer takes 1 (Back Market shows 8); before we learn of it, a top-up
-    // to 20 is pushed (covered by a poll that did not bring the order):
-    // the push of 18 overwrites the marketplace's own decrement.
-    let order = sim.order(BM, "LATE", 1).await;
-    assert_eq!(sim.quantity(BM, "LATE").await, Some(8));
-    // Marketplaces date orders to the second: the push lands 2 s later, so
-    // the order's date says it came before.
-    let placed: chrono::DateTime<chrono::Utc> =
-        order["created_at"].as_str().unwrap().parse().unwrap();
-    eventually("2 s past the order", || async {
-        chrono::Utc::now() > placed + chrono::Duration::seconds(2)
-    })
-    .await;
+    // A top-up to 20 (covered by a poll): the publisher reads 9 shown, then
+    // pushes 18. A buyer takes 1 while the push is on its way (Back Market
+    // slowed to 1.5 s a call): the push overwrites the marketplace's own
+    // decrement, and the order, dated to the second, came well before it.
     env.orders_polled(BM).await;
+    sim.faults(BM, json!({"latency_ms": 1500})).await;
+    let writes = || async {
+        sim.get("/requests?marketplace=backmarket")
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "POST")
+            .count()
+    };
+    let before = writes().await;
     stockfleet::admin::stock::correct(
         &env.db,
         "LATE",
@@ -338,10 +340,14 @@ async fn an_order_placed_before_a_push_landed_is_lowered_when_learned_late() {
     )
     .await
     .unwrap();
+    eventually("the push on its way", || async { writes().await > before }).await;
+    sim.order(BM, "LATE", 1).await;
+    assert_eq!(sim.quantity(BM, "LATE").await, Some(8));
     eventually("18 shown", || async {
         sim.quantity(BM, "LATE").await == Some(18)
     })
     .await;
+    sim.clear_faults(BM).await;
 
     // The order is learned only now, after the push landed.
     let sync = env

@@ -35,7 +35,11 @@ async fn drift_is_recorded_and_restored_by_the_next_reconciliation() {
         .unwrap();
     assert_eq!(summary.enqueued, 1);
     assert!(!summary.skipped);
+    // Less shown than we estimate may be orders not learned yet: the
+    // increase back waits for a poll started after the read (this stands in
+    // for the poller the publisher asks).
     eventually("restored", || async {
+        env.orders_polled(BM).await;
         sim.quantity(BM, "DRIFT").await == Some(9)
     })
     .await;

@@ -22,6 +22,16 @@
 //!    and in the estimate, and only orders placed between that poll's start
 //!    and the push can be given back: the buffer the target keeps is for them.
 //!
+//! 4. **Before an increase, read what a decrementing marketplace shows**:
+//!    less than the estimate means orders placed after the covering poll
+//!    started that we have not learned yet; the increase would give them
+//!    back, so it waits for the poll that brings them
+//!    ([`PollCover::covers_read`]). Only orders placed between the read and
+//!    the push landing (a round trip or two) are left to the buffer. A chaos
+//!    run oversold a unit without it: a 2-unit order placed 3 s after the
+//!    poll started, a 1-unit buffer, and the corrective decrease held up by
+//!    a 429 storm while the SKU sold out.
+//!
 //! A marketplace that keeps what we pushed (no decrement of its own) has
 //! nothing to give back: there an increase needs only a fresh poll whose
 //! orders the locker has applied.
@@ -80,6 +90,17 @@ impl PollCover {
                     .order_learned_at
                     .is_none_or(|learned| started > learned));
         fresh && counted
+    }
+}
+
+impl PollCover {
+    /// [`covers`](Self::covers), knowing what the marketplace shows now
+    /// (`reported`, a read) against our `estimate`: on a decrementing
+    /// marketplace, less than the estimate means orders we have not learned.
+    pub fn covers_read(&self, estimate: Option<i32>, reported: Option<i32>) -> bool {
+        let unseen_orders = self.decrements_on_order
+            && matches!((estimate, reported), (Some(estimate), Some(reported)) if reported < estimate);
+        self.covers() && !unseen_orders
     }
 }
 
@@ -179,6 +200,23 @@ mod tests {
             ..cover()
         };
         assert!(!stale.covers() && !busy.covers());
+    }
+
+    #[test]
+    fn a_read_below_the_estimate_means_orders_not_learned_yet() {
+        // We estimate 3 shown; the marketplace shows 1: an order of 2 came
+        // after the poll started. An increase would give it back.
+        assert!(!cover().covers_read(Some(3), Some(1)));
+        assert!(cover().covers_read(Some(3), Some(3)));
+        assert!(cover().covers_read(Some(3), None));
+        assert!(cover().covers_read(None, Some(0)));
+        // A marketplace that keeps what we pushed: someone else changed it,
+        // no order of ours is given back.
+        let keeps = PollCover {
+            decrements_on_order: false,
+            ..cover()
+        };
+        assert!(keeps.covers_read(Some(3), Some(1)));
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub(super) struct Effects {
 }
 
 impl Effects {
+    /// Records what a row shows now (pushed, or found by a read), replacing
+    /// an earlier record of the same row: the last one is the truth.
+    pub(super) fn record_shown(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>) {
+        self.synced.retain(|(id, _, _)| *id != stock_id);
+        self.synced.push((stock_id, quantity, at));
+    }
+
     /// Adds what another row's push recorded.
     pub(super) fn merge(&mut self, other: Effects) {
         self.synced.extend(other.synced);

@@ -37,18 +37,30 @@ impl PublisherHandler {
             metrics::counter!("stockfleet_push_skipped_total", "marketplace" => self.marketplace.code.clone(), "reason" => "unknown_stock").increment(1);
             return Ok(());
         }
-        // What the marketplace shows now: read on a reconciliation or when
-        // the estimate is uncertain (estimate.rs), else our estimate.
-        let reported = if group.reconcile || row.uncertain {
-            Some(
-                self.read_shown(stock_id, row, group, reference, effects)
-                    .await?,
-            )
-        } else {
-            None
+        // What the marketplace shows now: read on a reconciliation, when
+        // the estimate is uncertain (estimate.rs) or before an increase on a
+        // decrementing marketplace (push_guard, rule 4), else our estimate.
+        let reported = match why_read(row, group) {
+            Some(why) => {
+                let read =
+                    self.read_shown(stock_id, row, (group, why.priority()), reference, effects);
+                let reported = if why == Read::BeforeIncrease {
+                    tokio::time::timeout(INCREASE_PATIENCE, read)
+                        .await
+                        .map_err(|_| self.short_of_budget(row))??
+                } else {
+                    read.await?
+                };
+                // The estimate starts again from what the read found: what it
+                // lacks are orders we will learn, placed before it.
+                if Some(reported) != row.shown_estimate() {
+                    effects.record_shown(stock_id, reported, chrono::Utc::now());
+                }
+                Some(reported)
+            }
+            None => None,
         };
-        let shown = |row: &RowState| reported.or_else(|| row.shown_estimate());
-        let Some(priority) = self.priority(stock_id, row, shown(row), group, effects)? else {
+        let Some(priority) = self.priority(stock_id, row, reported, effects)? else {
             return Ok(());
         };
         if let Some(gate) = &self.quantity_budget {
@@ -62,10 +74,7 @@ impl PublisherHandler {
                 .await
                 .is_err()
             {
-                return Err(HandlerError::Deferred(format!(
-                    "increase of {} on {} waits for the listings budget",
-                    row.sku, self.marketplace.code
-                )));
+                return Err(self.short_of_budget(row));
             }
         } else {
             permit.await;
@@ -76,8 +85,8 @@ impl PublisherHandler {
                 "stock row {stock_id} was deleted before its push"
             )));
         };
-        let shown = shown(&row);
-        let Some(priority) = self.priority(stock_id, &row, shown, group, effects)? else {
+        let shown = reported.or_else(|| row.shown_estimate());
+        let Some(priority) = self.priority(stock_id, &row, reported, effects)? else {
             return Ok(());
         };
         let push = self.call("set_listing_quantity", || {
@@ -91,7 +100,7 @@ impl PublisherHandler {
         .map_err(handler_error)?;
         let target = row.target as i32;
         // When it landed: orders placed before it were overwritten (estimate.rs).
-        effects.synced.push((stock_id, target, chrono::Utc::now()));
+        effects.record_shown(stock_id, target, chrono::Utc::now());
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
         effects.notes.push(SyncNote {
             key: self.key(stock_id, &row),
@@ -106,6 +115,14 @@ impl PublisherHandler {
         Ok(())
     }
 
+    /// An increase that cannot have a permit soon waits outside the batch.
+    fn short_of_budget(&self, row: &RowState) -> HandlerError {
+        HandlerError::Deferred(format!(
+            "increase of {} on {} waits for the listings budget",
+            row.sku, self.marketplace.code
+        ))
+    }
+
     /// (stock id, variation id, marketplace id) of a history row.
     fn key(&self, stock_id: i64, row: &RowState) -> (i64, i64, i32) {
         (stock_id, row.variation_id, self.marketplace.id)
@@ -113,24 +130,18 @@ impl PublisherHandler {
 
     /// Reads what the marketplace shows. On a reconciliation a difference
     /// from what we last pushed is recorded as a `reconciliation` history
-    /// row; a read for an uncertain estimate protects against an oversell
-    /// and goes at high priority.
+    /// row.
     async fn read_shown(
         &self,
         stock_id: i64,
         row: &RowState,
-        group: &Group,
+        (group, priority): (&Group, Priority),
         reference: &str,
         effects: &mut Effects,
     ) -> Result<i32, HandlerError> {
         let read = self.call("listing_quantity", || {
             self.adapter.listing_quantity(&row.sku)
         });
-        let priority = if group.reconcile {
-            Priority::Low
-        } else {
-            Priority::High
-        };
         let reported = budget::with_priority(priority, read)
             .await
             .map_err(handler_error)?;
@@ -155,22 +166,24 @@ impl PublisherHandler {
     }
 
     /// The push guard's decision as the priority of the push, or `None` when
-    /// no call is needed; an increase no poll covers is deferred.
+    /// no call is needed; an increase no poll covers is deferred. `reported`
+    /// is what a read found the marketplace showing, if it was read.
     fn priority(
         &self,
         stock_id: i64,
         row: &RowState,
-        shown: Option<i32>,
-        group: &Group,
+        reported: Option<i32>,
         effects: &mut Effects,
     ) -> Result<Option<Priority>, HandlerError> {
         let code = &self.marketplace.code;
         let target = row.target as i32;
-        match decide(target, shown, row.cover.covers()) {
+        let shown = reported.or_else(|| row.shown_estimate());
+        let covered = row.cover.covers_read(row.shown_estimate(), reported);
+        match decide(target, shown, covered) {
             PushDecision::Unchanged => {
                 // A read confirmed it: the estimate starts again from it.
-                if group.reconcile || row.uncertain {
-                    effects.synced.push((stock_id, target, chrono::Utc::now()));
+                if reported.is_some() {
+                    effects.record_shown(stock_id, target, chrono::Utc::now());
                 }
                 metrics::counter!("stockfleet_push_skipped_total", "marketplace" => code.clone(), "reason" => "unchanged").increment(1);
                 Ok(None)
@@ -188,5 +201,43 @@ impl PublisherHandler {
             PushDecision::Decrease => Ok(Some(Priority::High)),
             PushDecision::Increase => Ok(Some(Priority::Low)),
         }
+    }
+}
+
+/// Why the publisher reads what the marketplace shows before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// A reconciliation compares it with what we last pushed.
+    Reconcile,
+    /// An order dated too close to the last push (estimate.rs): the read may
+    /// show a needed decrease.
+    Uncertain,
+    /// An increase on a decrementing marketplace (push_guard, rule 4).
+    BeforeIncrease,
+}
+
+impl Read {
+    fn priority(self) -> Priority {
+        match self {
+            Read::Uncertain => Priority::High,
+            Read::Reconcile | Read::BeforeIncrease => Priority::Low,
+        }
+    }
+}
+
+fn why_read(row: &RowState, group: &Group) -> Option<Read> {
+    let increase = || {
+        row.cover.decrements_on_order
+            && decide(row.target as i32, row.shown_estimate(), row.cover.covers())
+                == PushDecision::Increase
+    };
+    if group.reconcile {
+        Some(Read::Reconcile)
+    } else if row.uncertain {
+        Some(Read::Uncertain)
+    } else if increase() {
+        Some(Read::BeforeIncrease)
+    } else {
+        None
     }
 }
