@@ -51,9 +51,13 @@ impl PublisherHandler {
                 } else {
                     read.await?
                 };
-                // The estimate starts again from what the read found: what it
-                // lacks are orders we will learn, placed before it.
-                if Some(reported) != row.shown_estimate() {
+                // A read that disagrees with the estimate becomes its new
+                // baseline: what it lacks are orders we will learn, placed
+                // before it (and an increase needs a poll started after it).
+                if row
+                    .shown_estimate()
+                    .is_some_and(|estimate| estimate != reported)
+                {
                     effects.record_shown(stock_id, reported, chrono::Utc::now());
                 }
                 Some(reported)
