@@ -219,8 +219,10 @@ async fn at_the_limit(processes: usize) -> f64 {
         0,
         "the simulator's limit was exceeded"
     );
-    // 40 SKU lookups + 40 writes, all counted by the listing limit: the rate
-    // is measured where the marketplace sees it, from first to last arrival.
+    // 40 reads before the first pushes (they find each listing's id too) +
+    // 40 writes, all counted by the listing limit; a push deferred for its
+    // permit reads again when it comes back. The rate is measured where the
+    // marketplace sees it, from first to last arrival.
     let requests = sim.get("/requests?marketplace=backmarket").await;
     let times: Vec<chrono::DateTime<chrono::Utc>> = requests
         .as_array()
@@ -228,7 +230,7 @@ async fn at_the_limit(processes: usize) -> f64 {
         .iter()
         .map(|r| r["at"].as_str().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(times.len(), 80);
+    assert!(times.len() >= 80, "{} requests", times.len());
     let span = (times[times.len() - 1] - times[0]).as_seconds_f64();
     for publisher in &mut publishers {
         publisher.start_kill().ok();
