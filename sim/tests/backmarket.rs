@@ -141,17 +141,20 @@ async fn unpaid_lines_are_unpaid_and_the_control_api_moves_them() {
     assert!(seen.items[0].needs_acceptance);
 }
 
-/// Every order a modified sync walks, over all its pages.
-async fn walk_modified(
-    adapter: &dyn stockfleet::marketplace::Marketplace,
-    since: chrono::DateTime<Utc>,
-) -> Vec<String> {
+/// The ids of every order a listing brings, over all its pages.
+async fn all_pages<F, Fut>(mut list: F) -> Vec<String>
+where
+    F: FnMut(Option<PageToken>) -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                stockfleet::marketplace::OrderPage,
+                stockfleet::marketplace::MarketplaceError,
+            >,
+        >,
+{
     let (mut ids, mut page) = (Vec::new(), None);
     loop {
-        let got = adapter
-            .list_orders(&OrderQuery::ModifiedSince(since), page)
-            .await
-            .unwrap();
+        let got = list(page).await.unwrap();
         ids.extend(got.orders.iter().map(|o| o.external_id.clone()));
         match got.next {
             Some(next) => page = Some(next),
@@ -179,32 +182,12 @@ async fn modified_sync_sees_orders_that_left_the_default_listing() {
         .await
         .unwrap();
     assert_eq!(default_page.orders.len(), 1);
-    let mut seen = walk_modified(adapter.as_ref(), before).await;
+    let query = OrderQuery::ModifiedSince(before);
+    let mut seen = all_pages(|page| adapter.list_orders(&query, page)).await;
     seen.sort();
     let mut expected = vec![id(&open), id(&cancelled)];
     expected.sort();
     assert_eq!(seen, expected);
-}
-
-/// The closed orders released in `[from, before)`, over all pages (the
-/// trait's default: the closed ones among the orders modified since `from`).
-async fn walk_closed(
-    adapter: &dyn stockfleet::marketplace::Marketplace,
-    from: chrono::DateTime<Utc>,
-    before: chrono::DateTime<Utc>,
-) -> Vec<String> {
-    let (mut ids, mut page) = (Vec::new(), None);
-    loop {
-        let got = adapter
-            .list_orders_closed(from, before, page)
-            .await
-            .unwrap();
-        ids.extend(got.orders.iter().map(|o| o.external_id.clone()));
-        match got.next {
-            Some(next) => page = Some(next),
-            None => return ids,
-        }
-    }
 }
 
 #[tokio::test]
@@ -217,10 +200,14 @@ async fn closed_orders_are_the_closed_ones_among_the_modified() {
     let adapter = env.adapter(BM);
     let before = Utc::now() + Days::seconds(5);
     assert_eq!(
-        walk_closed(adapter.as_ref(), from, before).await,
+        all_pages(|page| adapter.list_orders_closed(from, before, page)).await,
         [id(&shipped)]
     );
-    assert!(walk_closed(adapter.as_ref(), from, from).await.is_empty());
+    assert!(
+        all_pages(|page| adapter.list_orders_closed(from, from, page))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
