@@ -549,6 +549,19 @@ async fn insert_locks(
     .bind(&quantities)
     .bind(&states)
     .bind(&was_locked)
+    .execute(&mut *conn)
+    .await?;
+    // The oversell guard looks only at items not marked (a partial index):
+    // marking them here, with their lock, keeps that look off the history.
+    sqlx::query(
+        "UPDATE order_items i SET lock_applied = true
+         FROM orders o, unnest($1::int[], $2::text[], $3::text[]) AS k(m, o, i)
+         WHERE o.marketplace_id = k.m AND o.external_id = k.o
+           AND i.order_id = o.id AND i.external_id = k.i AND NOT i.lock_applied",
+    )
+    .bind(&marketplaces)
+    .bind(&orders)
+    .bind(&items)
     .execute(conn)
     .await?;
     Ok(())

@@ -4,10 +4,13 @@
 //! buffer and the oversell guard nothing is oversold; with a zero buffer and
 //! the guard blinded the same run oversells, so the figure can fail. And an
 //! increase reads what the marketplace shows first: orders placed since the
-//! covering poll are not given back.
+//! covering poll are not given back. Nor does an increase go past orders
+//! stored but not yet applied by the locker.
 
 use serde_json::json;
 use std::time::Duration;
+use stockfleet::bus::QueueSpec;
+use stockfleet::ledger::Role;
 use stockfleet_tests::*;
 
 const BM: &str = "backmarket";
@@ -128,4 +131,66 @@ async fn an_increase_waits_while_the_marketplace_shows_less_than_we_estimate() {
     })
     .await;
     assert!(sim.quantity(BM, "UP-1").await.unwrap() > shown - 2);
+}
+
+#[tokio::test]
+async fn an_increase_waits_for_stored_orders_the_locker_has_not_applied() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    env.poll_every(3600).await;
+    // Not decrementing: no read before the increase, the poll alone covers it.
+    sqlx::query("UPDATE marketplaces SET decrements_on_order = false WHERE code = $1")
+        .bind(BM)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    sim.listing(BM, "UP-2", 0).await;
+    let publisher = env.start_publisher(&sim).await;
+    env.set_stock_on(BM, "UP-2", 10).await;
+    poll_new_orders(&env).await;
+    eventually("the first push", || async { env.in_sync(&sim, BM).await }).await;
+
+    // An order of 2, polled and stored, with no locker running; then a
+    // count of 20. The poll is fresh, but 18 are left to sell, not 20:
+    // pushing 18 would show units that are gone.
+    sim.place(BM, "UP-2", 2).await;
+    poll_new_orders(&env).await;
+    let pushed = || async {
+        let pushes = sim.pushes(BM).await;
+        pushes.into_iter().map(|(_, q)| q).collect::<Vec<i64>>()
+    };
+    let queue = env.queue(&QueueSpec::publisher(BM));
+    let settled = env.settled(&queue);
+    env.set_stock_on(BM, "UP-2", 20).await;
+    // Deferred again and again (or, wrongly, pushed).
+    eventually("the increase handled three times", || async {
+        env.settled(&queue) >= settled + 3 || pushed().await.len() > 1
+    })
+    .await;
+    assert_eq!(
+        pushed().await,
+        vec![9],
+        "the increase went before the order was applied"
+    );
+
+    // The locker applies the order; after the next poll the increase goes.
+    let locker = env.start(Role::Locker).await;
+    eventually("the order locked", || async {
+        env.scalar("SELECT locked_stock::bigint FROM marketplace_stock")
+            .await
+            == 2
+    })
+    .await;
+    poll_new_orders(&env).await;
+    eventually("the increase pushed", || async {
+        env.in_sync(&sim, BM).await
+    })
+    .await;
+    assert_eq!(
+        pushed().await,
+        vec![9, 16],
+        "floor(18 × 0.9) after the lock"
+    );
+    locker.stop().await;
+    publisher.stop().await;
 }

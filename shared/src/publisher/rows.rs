@@ -90,11 +90,9 @@ impl PublisherHandler {
                         AS poll_started_at,
                     EXISTS (SELECT 1 FROM order_items i JOIN orders o ON o.id = i.order_id
                             WHERE i.variation_id = s.variation_id AND o.marketplace_id = m.id
-                              AND (i.status IN ('pending', 'accepted', 'shipped')
-                                   OR (i.status = 'unpaid' AND m.lock_unpaid_orders))
-                              AND NOT EXISTS (SELECT 1 FROM marketplace_stock_locks k
-                                  WHERE k.marketplace_id = m.id AND k.order_external_id = o.external_id
-                                    AND k.order_item_external_id = i.external_id))
+                              AND NOT i.lock_applied
+                              AND i.status IN ('unpaid', 'pending', 'accepted', 'shipped')
+                              AND (i.status <> 'unpaid' OR m.lock_unpaid_orders))
                         AS orders_unapplied, ",
             buffer_rule_columns!(),
             " FROM marketplace_stock s
