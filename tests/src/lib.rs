@@ -451,18 +451,24 @@ async fn cleanup(name: String, amqp_url: String, database_url: String, topologie
     if tokio::time::timeout(step * 10, bus).await.is_err() {
         eprintln!("cleanup: broker cleanup of {name} timed out");
     }
-    let database = async {
-        let admin = PgPool::connect(ADMIN_URL).await?;
-        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        sqlx::query(sqlx::AssertSqlSafe(drop))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        Ok::<_, sqlx::Error>(())
-    };
-    if tokio::time::timeout(step * 3, database).await.is_err() {
+    if tokio::time::timeout(step * 3, drop_database(&name))
+        .await
+        .is_err()
+    {
         eprintln!("cleanup: dropping database {name} timed out");
     }
+}
+
+/// Drops a test's database on the local PostgreSQL, connections and all.
+/// `name` is ours (a prefix and a UUID), never input.
+pub async fn drop_database(name: &str) -> sqlx::Result<()> {
+    let admin = PgPool::connect(ADMIN_URL).await?;
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    Ok(())
 }
 
 /// Messages handled, failed or deferred per queue (of names starting with `prefix`)
