@@ -188,10 +188,16 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
 
     // Every write was refused by the marketplace: the outcome came from reading the order.
     assert_eq!(refused_writes(&sim, BM).await, bm_commands.len());
-    // Refurbed's three accepts went out in one batch call, the two status
-    // changes in one each (refused item by item inside a 200), and every
-    // command read its order once to settle the refusal.
-    assert_eq!(calls(&sim, RF, "BatchUpdateOrderItemsState").await, 3);
+    // Refurbed's accepts share batch calls, the two status changes go in one
+    // each (refused item by item inside a 200), and every command read its
+    // order once to settle the refusal. Three accepts in one call make 3
+    // calls; the consumer's first batch can hold only the deliveries already
+    // arrived (one, at worst), which makes 4. Unbatched accepts make 5.
+    let batch_calls = calls(&sim, RF, "BatchUpdateOrderItemsState").await;
+    assert!(
+        (3..=4).contains(&batch_calls),
+        "{batch_calls} batch calls for 3 accepts and 2 status changes"
+    );
     assert_eq!(calls(&sim, RF, "UpdateOrderItemState").await, 0);
     assert!(calls(&sim, RF, "GetOrder").await >= rf_commands.len());
     // Only the unpaid line's accept is for an operator.
