@@ -96,15 +96,6 @@ async fn requests(sim: &Sim, marketplace: &str) -> Vec<serde_json::Value> {
     requests.as_array().unwrap().clone()
 }
 
-/// Requests to `marketplace` whose path ends with `method`.
-async fn calls(sim: &Sim, marketplace: &str, method: &str) -> usize {
-    requests(sim, marketplace)
-        .await
-        .iter()
-        .filter(|r| r["path"].as_str().unwrap_or_default().ends_with(method))
-        .count()
-}
-
 /// Writes to a marketplace's orders that it refused (400).
 async fn refused_writes(sim: &Sim, marketplace: &str) -> usize {
     requests(sim, marketplace)
@@ -193,13 +184,13 @@ async fn commands_for_items_already_there_or_cancelled_by_the_buyer_are_no_dead_
     // order once to settle the refusal. Three accepts in one call make 3
     // calls; the consumer's first batch can hold only the deliveries already
     // arrived (one, at worst), which makes 4. Unbatched accepts make 5.
-    let batch_calls = calls(&sim, RF, "BatchUpdateOrderItemsState").await;
+    let batch_calls = sim.requests_to(RF, "BatchUpdateOrderItemsState").await;
     assert!(
         (3..=4).contains(&batch_calls),
         "{batch_calls} batch calls for 3 accepts and 2 status changes"
     );
-    assert_eq!(calls(&sim, RF, "UpdateOrderItemState").await, 0);
-    assert!(calls(&sim, RF, "GetOrder").await >= rf_commands.len());
+    assert_eq!(sim.requests_to(RF, "UpdateOrderItemState").await, 0);
+    assert!(sim.requests_to(RF, "GetOrder").await >= rf_commands.len());
     // Only the unpaid line's accept is for an operator.
     let bm_dlq = env
         .bus

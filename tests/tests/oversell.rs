@@ -82,6 +82,15 @@ async fn poll_new_orders(env: &TestEnv) {
     assert!(polled.status.success(), "{polled:?}");
 }
 
+/// A poll started after the order was applied covers the increase: it is pushed.
+async fn poll_then_pushed(env: &TestEnv, sim: &Sim) {
+    poll_new_orders(env).await;
+    eventually("the increase pushed", || async {
+        env.in_sync(sim, BM).await
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_increase_waits_while_the_marketplace_shows_less_than_we_estimate() {
     let env = TestEnv::new().await;
@@ -125,11 +134,7 @@ async fn an_increase_waits_while_the_marketplace_shows_less_than_we_estimate() {
             == 1
     })
     .await;
-    poll_new_orders(&env).await;
-    eventually("the increase pushed", || async {
-        env.in_sync(&sim, BM).await
-    })
-    .await;
+    poll_then_pushed(&env, &sim).await;
     assert!(sim.quantity(BM, "UP-1").await.unwrap() > shown - 2);
 }
 
@@ -181,11 +186,7 @@ async fn an_increase_waits_for_stored_orders_the_locker_has_not_applied() {
             == 2
     })
     .await;
-    poll_new_orders(&env).await;
-    eventually("the increase pushed", || async {
-        env.in_sync(&sim, BM).await
-    })
-    .await;
+    poll_then_pushed(&env, &sim).await;
     assert_eq!(
         pushed().await,
         vec![9, 16],

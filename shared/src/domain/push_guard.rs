@@ -91,9 +91,7 @@ impl PollCover {
                     .is_none_or(|learned| started > learned));
         fresh && counted
     }
-}
 
-impl PollCover {
     /// [`covers`](Self::covers), knowing what the marketplace shows now
     /// (`reported`, a read) against our `estimate`: on a decrementing
     /// marketplace, less than the estimate means orders we have not learned.
