@@ -46,7 +46,8 @@ pub async fn bus(settings: &Settings) -> anyhow::Result<stockfleet::bus::Bus> {
     let url = &settings.amqp_url;
     let limit = timeout();
     reachable("RabbitMQ", url, 5672, "AMQP_URL").await?;
-    let connecting = stockfleet::bus::Bus::connect(url, settings.topology(), limit);
+    let connecting =
+        stockfleet::bus::Bus::connect(url, stockfleet::bus::Topology::of(settings), limit);
     match tokio::time::timeout(limit, connecting).await {
         Ok(connected) => connected.map_err(|error| {
             anyhow!(

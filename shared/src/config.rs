@@ -89,11 +89,6 @@ impl Settings {
     pub fn amqp_timeout(&self) -> Duration {
         Duration::from_secs(self.amqp_timeout_seconds.max(1))
     }
-
-    /// This fleet's bus topology.
-    pub fn topology(&self) -> crate::bus::Topology {
-        crate::bus::Topology::new(&self.bus_prefix, self.consumer.retry_delays())
-    }
 }
 
 static MAX_STOCK_LEVEL: std::sync::OnceLock<i32> = std::sync::OnceLock::new();

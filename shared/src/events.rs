@@ -57,6 +57,10 @@ pub struct StockChanged {
     pub origin: Option<PoolOrigin>,
 }
 
+/// The [`StockChanged::change_type`] of a reconciliation's messages: the
+/// publisher reads what the marketplace shows before it pushes.
+pub const RECONCILIATION: &str = "reconciliation";
+
 /// Where a pool's change came from (see [`StockChanged::origin`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolOrigin {

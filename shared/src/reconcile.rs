@@ -20,9 +20,8 @@
 
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
-use crate::events::{STOCK_CHANGED, StockChanged};
-use crate::poller::Trigger;
-use crate::publisher::RECONCILIATION;
+use crate::domain::trigger::Trigger;
+use crate::events::{RECONCILIATION, STOCK_CHANGED, StockChanged};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};

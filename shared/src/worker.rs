@@ -53,7 +53,7 @@ impl Worker {
         let bus = Arc::new(
             Bus::connect(
                 &settings.amqp_url,
-                settings.topology(),
+                crate::bus::Topology::of(&settings),
                 settings.amqp_timeout(),
             )
             .await?,

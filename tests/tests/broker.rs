@@ -90,7 +90,7 @@ async fn a_queue_of_an_older_version_is_refused_then_migrated_with_its_messages(
     let prefix = own.prefix.clone();
     let mut settings = env.settings.clone();
     settings.bus_prefix = prefix.clone();
-    let topology = settings.topology();
+    let topology = stockfleet::bus::Topology::of(&settings);
     let publisher_queue = topology.queue(&QueueSpec::publisher("backmarket"));
     let legacy_retry =
         topology.legacy_retry_queue(&QueueSpec::locker(), Duration::from_millis(200));
@@ -304,7 +304,7 @@ async fn an_older_stock_queue_gives_up_its_command_binding_to_the_commands_queue
     let own = OwnPrefix::new("commands", &env.settings.amqp_url);
     let mut settings = env.settings.clone();
     settings.bus_prefix = own.prefix.clone();
-    let topology = settings.topology();
+    let topology = stockfleet::bus::Topology::of(&settings);
     let bus = Bus::connect(
         &settings.amqp_url,
         topology.clone(),

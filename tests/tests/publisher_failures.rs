@@ -113,7 +113,7 @@ async fn every_update_arrives_after_a_429_storm_5xx_timeouts_and_a_minute_down()
     // with delays up to 10 minutes covers about 13 minutes).
     settings.consumer.max_attempts = 30;
     settings.consumer.retry_delays_ms = vec![200, 1000, 2000];
-    let topology = settings.topology();
+    let topology = stockfleet::bus::Topology::of(&settings);
     let publisher = env
         .start_publisher_with(settings, &sim, Duration::from_secs(3600))
         .await;

@@ -2,6 +2,7 @@
 //! repairs, manual stock corrections.
 
 pub mod dlq;
+pub mod findings;
 pub mod history_chain;
 pub mod locks;
 pub mod marketplaces;

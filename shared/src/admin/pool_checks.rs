@@ -10,7 +10,7 @@
 //! An oversold pool (more locked than on hand) breaks no invariant: it is
 //! reported, per pool, and in `stockfleet_pool_oversold_units`.
 
-use super::validate::{Finding, Violation};
+use super::findings::{Finding, Violation};
 use crate::domain::ledger::{ChangeType, LevelChange, StockLevels};
 use crate::pools::{self, PoolHistory};
 use sqlx::{PgPool, Row};

@@ -4,6 +4,7 @@
 //! history row per correction, then bridges broken history chains
 //! ([`history_chain`]). Pools have their own checks ([`super::pool_checks`]).
 
+pub use super::findings::{Finding, Violation};
 use super::history_chain;
 use crate::bus::Envelope;
 use crate::bus::outbox::{self, OutboxMessage};
@@ -13,21 +14,6 @@ use crate::ledger::HistoryColumns;
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 use std::time::Duration;
-
-/// One broken invariant on one row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Violation {
-    pub invariant: u8,
-    pub stock_id: Option<i64>,
-    pub detail: String,
-}
-
-/// Something an operator should look at, which breaks no invariant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Finding {
-    pub kind: &'static str,
-    pub detail: String,
-}
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {

@@ -10,7 +10,7 @@ use crate::domain::input::{self, Invalid};
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 /// The largest request body any route takes, in bytes.
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -98,25 +98,12 @@ pub(super) async fn error_bodies(request: Request, next: Next) -> Response {
     let mut answer = if machine || status == StatusCode::PAYLOAD_TOO_LARGE {
         (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
     } else {
-        (status, Html(page(status, &message))).into_response()
+        (status, super::pages::layout::error_page(status, &message)).into_response()
     };
     if let Some(allow) = allow {
         answer.headers_mut().insert(header::ALLOW, allow);
     }
     answer
-}
-
-pub(super) fn page(status: StatusCode, message: &str) -> String {
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let body = maud::html! {
-        h1 { (title) }
-        p { (message) }
-    };
-    super::pages::layout::page(&title, "", body).0
 }
 
 #[cfg(test)]

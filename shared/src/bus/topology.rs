@@ -151,6 +151,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// This fleet's topology, as its settings name it (prefix, retry delays).
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Self::new(&settings.bus_prefix, settings.consumer.retry_delays())
+    }
+
     pub fn new(prefix: &str, retry_delays: Vec<Duration>) -> Self {
         assert!(!retry_delays.is_empty(), "at least one retry delay");
         Self {

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod push_guard;
 pub mod status;
 pub mod status_change;
+pub mod trigger;
 
 pub use buffer::{BufferRule, Rounding};
 pub use ledger::{ChangeType, ItemOp, LevelChange, Lock, LockState, LockWrite, StockLevels};

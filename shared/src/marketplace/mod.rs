@@ -1,6 +1,6 @@
 //! Marketplace adapters: one trait the poller and publisher speak, one module
 //! per marketplace that translates it to that marketplace's HTTP API
-//! (`/work/shared/marketplace-apis.md`, summarised in `docs/marketplaces.md`).
+//! (the marketplace HTTP contracts, summarised in `docs/marketplaces.md`).
 //!
 //! Every adapter owns one long-lived HTTP client with a per-call timeout,
 //! maps raw statuses onto [`OrderStatus`] in a single table, and reports

@@ -1,7 +1,7 @@
 //! `sync.<mp>.<type>` commands from the bus.
 
 use super::kinds::SyncKind;
-use super::run::{RunOptions, RunOutcome, Trigger};
+use super::outcome::{RunOptions, RunOutcome, Trigger};
 use super::schedule::log_outcome;
 use super::syncer::Syncer;
 use crate::bus::{Handler, HandlerError, Incoming};

@@ -1,11 +1,12 @@
 //! Fetching a run's pages and storing them, and the modified walk's cursor.
 
 use super::kinds::SyncType;
+use super::outcome::{Finished, RunOptions, RunSummary, cut};
+use super::page::store_page;
 use super::reread::{reread_open_orders, with_retries};
-use super::run::{Finished, RunOptions, RunSummary};
 use super::store;
 use crate::marketplace::directory::MarketplaceRow;
-use crate::marketplace::{self, Marketplace, MarketplaceError, OrderQuery, PageToken};
+use crate::marketplace::{Marketplace, OrderQuery, PageToken};
 use chrono::{DateTime, Duration as Span, Utc};
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -105,40 +106,6 @@ pub(super) async fn fetch_all(
         .map_err(|e| format!("saving the cursor: {e}"))?;
     }
     Ok(finished)
-}
-
-/// A list call that gave up: a rate limit cuts the run (partial), any other
-/// error fails it.
-pub(super) fn cut(error: MarketplaceError, summary: &RunSummary) -> Result<Finished, String> {
-    match error {
-        MarketplaceError::RateLimited { .. } => Ok(Finished::Partial(format!(
-            "cut by the rate limit after {} pages: {error}",
-            summary.pages
-        ))),
-        error => Err(describe(&error)),
-    }
-}
-
-pub(super) fn describe(error: &MarketplaceError) -> String {
-    format!("{} error: {error}", error.kind())
-}
-
-pub(super) async fn store_page(
-    pool: &PgPool,
-    marketplace: &MarketplaceRow,
-    orders: &[marketplace::MarketplaceOrder],
-    summary: &mut RunSummary,
-) -> Result<(), String> {
-    summary.fetched += orders.len() as u32;
-    let counts = store::store_orders(pool, marketplace, orders)
-        .await
-        .map_err(|e| format!("storing orders: {e}"))?;
-    summary.created += counts.created;
-    summary.updated += counts.updated;
-    summary.events += counts.events;
-    // Left out, not lost: each is logged with its field, and counted here.
-    summary.errors += counts.refused;
-    Ok(())
 }
 
 /// Where a modified or care sync starts: the cursor minus the overlap window,

@@ -6,6 +6,8 @@
 mod commands;
 mod fetch;
 mod kinds;
+mod outcome;
+mod page;
 mod reread;
 mod run;
 mod schedule;
@@ -14,7 +16,8 @@ mod syncer;
 
 pub use commands::SyncCommandHandler;
 pub use kinds::{SyncKind, SyncType};
-pub use run::{RunOptions, RunOutcome, RunSummary, Trigger, run};
+pub use outcome::{RunOptions, RunOutcome, RunSummary, Trigger};
+pub use run::run;
 pub use schedule::schedule;
 pub use syncer::Syncer;
 

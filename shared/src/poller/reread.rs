@@ -5,8 +5,8 @@
 //! page at a time; the oldest few are read one by one where that costs less
 //! than listing everything released since them.
 
-use super::fetch::{describe, store_page};
-use super::run::{Finished, RunOptions, RunSummary};
+use super::outcome::{Finished, RunOptions, RunSummary, describe};
+use super::page::store_page;
 use super::store;
 use crate::marketplace::budget::{self, Priority};
 use crate::marketplace::directory::MarketplaceRow;

@@ -1,103 +1,16 @@
 //! One sync run: exclusive across the fleet by advisory lock, recorded in
-//! `sync_runs`, succeeded, partial (cut by the budget) or failed.
+//! `sync_runs`, succeeded, partial (cut by the budget) or failed (the
+//! outcomes are in [`super::outcome`]).
 
 use super::fetch::fetch_all;
 use super::kinds::SyncType;
+use super::outcome::{Finished, RunOptions, RunOutcome, RunSummary};
 use crate::marketplace::Marketplace;
 use crate::marketplace::budget::{self, Priority};
 use crate::marketplace::directory::MarketplaceRow;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-/// Why a run starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Schedule,
-    /// `stockfleet sync`, inline.
-    Manual,
-    /// A `sync.<mp>.<type>` command on the bus.
-    Fleet,
-}
-
-impl Trigger {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Manual => "manual",
-            Trigger::Fleet => "fleet",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub trigger: Trigger,
-    /// Modified and care syncs: read from this many days back instead of the cursor.
-    pub days_back: Option<u32>,
-    /// Skip the run when a successful run of the same type started after this
-    /// time (the request it answers is already satisfied).
-    pub satisfied_after: Option<DateTime<Utc>>,
-    /// Stop between pages when cancelled.
-    pub shutdown: CancellationToken,
-}
-
-impl RunOptions {
-    pub fn new(trigger: Trigger, shutdown: CancellationToken) -> Self {
-        Self {
-            trigger,
-            days_back: None,
-            satisfied_after: None,
-            shutdown,
-        }
-    }
-}
-
-/// The record of one run, as in `sync_runs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunSummary {
-    pub run_id: i64,
-    pub fetched: u32,
-    pub created: u32,
-    pub updated: u32,
-    pub events: u32,
-    pub errors: u32,
-    pub pages: u32,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunOutcome {
-    Succeeded(RunSummary),
-    /// Cut short by the marketplace's rate limit or the request budget: what
-    /// was fetched is stored, `error` says where it stopped, the next run
-    /// catches up.
-    Partial(RunSummary),
-    Failed(RunSummary),
-    /// Another run of this (marketplace, type) is under way.
-    Busy,
-    /// A run since the request already covered it.
-    Satisfied,
-}
-
-/// How a run's fetching ended when nothing failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Finished {
-    Complete,
-    /// Stopped early by the rate limit or the budget: why, for `error_text`.
-    Partial(String),
-}
-
-impl Finished {
-    fn status(result: &Result<Finished, String>) -> &'static str {
-        match result {
-            Ok(Finished::Complete) => "succeeded",
-            Ok(Finished::Partial(_)) => "partial",
-            Err(_) => "failed",
-        }
-    }
-}
 
 /// Runs one sync of `sync_type` on `marketplace` if no other run of it is in
 /// progress anywhere. `progress` sees the summary after each page.

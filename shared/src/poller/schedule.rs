@@ -1,7 +1,7 @@
 //! The schedule: every marketplace's syncs when they are due.
 
 use super::kinds::SyncType;
-use super::run::{RunOptions, RunOutcome, Trigger};
+use super::outcome::{RunOptions, RunOutcome, Trigger};
 use super::syncer::Syncer;
 use crate::marketplace::directory::{self, MarketplaceRow};
 use sqlx::{PgPool, Row};

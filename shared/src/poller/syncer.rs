@@ -1,8 +1,9 @@
 //! The adapters a poller process builds per marketplace, and a run through them.
 
 use super::kinds::SyncType;
+use super::outcome::{RunOptions, RunOutcome, RunSummary};
 use super::reread::BuiltAdapter;
-use super::run::{RunOptions, RunOutcome, RunSummary, run};
+use super::run::run;
 use crate::marketplace::directory::{self, MarketplaceRow};
 use crate::marketplace::{self, Budget, Marketplace, MarketplaceError};
 use sqlx::PgPool;

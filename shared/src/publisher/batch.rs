@@ -7,11 +7,11 @@
 //! in sequence); the fleet's budget paces them and serves the high-priority
 //! ones (decreases, commands) first, and decreases are started first.
 
+use super::PublisherHandler;
 use super::commit::Effects;
 use super::rows::Group;
-use super::{PublisherHandler, RECONCILIATION};
 use crate::bus::{Handler, HandlerError, Incoming};
-use crate::events::{ACCEPT_ORDERLINE, STOCK_CHANGED, StockChanged};
+use crate::events::{ACCEPT_ORDERLINE, RECONCILIATION, STOCK_CHANGED, StockChanged};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

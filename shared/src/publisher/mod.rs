@@ -58,8 +58,6 @@ use consumers::Consumers;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The change type of a reconciliation's `stock.changed` messages.
-pub const RECONCILIATION: &str = "reconciliation";
 /// At most one poll request per marketplace in this interval while increases wait.
 pub const POLL_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 

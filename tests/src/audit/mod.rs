@@ -160,7 +160,7 @@ impl Fleet {
             .await?;
         let bus = Bus::connect(
             &settings.amqp_url,
-            settings.topology(),
+            stockfleet::bus::Topology::of(settings),
             settings.amqp_timeout(),
         )
         .await?;

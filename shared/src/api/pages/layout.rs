@@ -2,6 +2,7 @@
 //! navigation between the pages, and how a time is written. Tables scroll
 //! inside themselves, so a page reads at 400 px.
 
+use axum::http::StatusCode;
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
@@ -61,4 +62,18 @@ pub(in crate::api) fn badge(state: &str) -> Markup {
 pub(in crate::api) fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "–".into())
+}
+
+/// A refusal or failure as a small page of its own, with its status.
+pub(in crate::api) fn error_page(status: StatusCode, message: &str) -> Html<String> {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let body = maud::html! {
+        h1 { (title) }
+        p { (message) }
+    };
+    page(&title, "", body)
 }

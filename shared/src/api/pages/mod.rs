@@ -15,7 +15,7 @@ use super::{Api, ApiError};
 use crate::domain::input::Invalid;
 use crate::domain::listing::{self, Window};
 use axum::Router;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 
@@ -45,7 +45,7 @@ pub(super) fn refusal(error: ApiError) -> Response {
     if let ApiError::Internal(cause) = &error {
         tracing::error!(error = format!("{cause:#}"), "page failed");
     }
-    (status, Html(super::edge::page(status, &message))).into_response()
+    (status, layout::error_page(status, &message)).into_response()
 }
 
 /// `?name=value&…` of the non-empty pairs, percent-encoded.
