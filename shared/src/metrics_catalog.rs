@@ -51,7 +51,7 @@ pub fn describe() {
     );
     describe_counter!(
         "stockfleet_webhooks_rejected_total",
-        "WooCommerce webhooks refused, by marketplace and reason (signature, body)."
+        "WooCommerce webhooks refused, by marketplace, reason (signature, body, field) and the field refused (empty for signature and body)."
     );
     describe_counter!(
         "stockfleet_marketplace_calls_total",

@@ -590,3 +590,89 @@ async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
 
     terminate(api).await;
 }
+
+#[tokio::test]
+async fn a_webhook_order_is_bounded_by_field_a_long_note_is_stored_and_a_long_sku_refused_and_counted()
+ {
+    const SECRET: &str = "wh-secret";
+    let env = TestEnv::new().await;
+    env.set_stock_on("woocommerce", "WOO-NOTE", 5).await;
+    let (base, health) = (format!("http://127.0.0.1:{}", free_port()), free_port());
+    let api = env
+        .command("stockfleet-api")
+        .env("API_ADDR", base.trim_start_matches("http://"))
+        .env("HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .env("WEBHOOK_SECRET_WOOCOMMERCE", SECRET)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start stockfleet-api");
+    let http = reqwest::Client::new();
+    eventually("the api answers", || async {
+        http.get(format!("{base}/login")).send().await.is_ok()
+    })
+    .await;
+    let hook = format!("{base}/webhooks/woocommerce/woocommerce");
+    let deliver = |order: Value| {
+        let body = serde_json::to_vec(&order).unwrap();
+        http.post(&hook)
+            .header("content-type", "application/json")
+            .header("x-wc-webhook-topic", "order.created")
+            .header("x-wc-webhook-signature", sign(&body, SECRET))
+            .body(body)
+            .send()
+    };
+    let order = |id: u32, sku: &str, note: &str| {
+        json!({
+            "id": id, "status": "processing", "customer_note": note,
+            "date_created_gmt": "2026-12-06T10:00:00", "date_modified_gmt": "2026-12-06T10:00:00",
+            "line_items": [{"id": id * 10, "sku": sku, "quantity": 1, "name": note}],
+        })
+    };
+
+    // A buyer's note of 20,000 characters (and a product name as long) is free text: stored.
+    let long_note = "n".repeat(20_000);
+    let stored = deliver(order(7001, "WOO-NOTE", &long_note)).await.unwrap();
+    assert_eq!(
+        stored.status(),
+        StatusCode::OK,
+        "{}",
+        stored.text().await.unwrap()
+    );
+    let kept: String =
+        sqlx::query_scalar("SELECT raw->>'customer_note' FROM orders WHERE external_id = '7001'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(kept.len(), 20_000);
+
+    // A SKU of 5,000 characters is an identifier: refused, the field named and counted.
+    let refused = deliver(order(7002, &"S".repeat(5_000), "short"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["field"], "item.sku", "{answer}");
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM orders WHERE external_id = '7002'")
+            .await,
+        0
+    );
+    let metrics = http
+        .get(format!("http://127.0.0.1:{health}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().find(|line| {
+        line.starts_with("stockfleet_webhooks_rejected_total")
+            && line.contains(r#"reason="field""#)
+            && line.contains(r#"field="item.sku""#)
+    });
+    assert!(
+        counted.is_some_and(|line| line.ends_with(" 1")),
+        "{metrics}"
+    );
+    terminate(api).await;
+}

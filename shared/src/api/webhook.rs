@@ -8,8 +8,11 @@
 //! poller's modified sync still catches anything a webhook missed.
 //!
 //! WooCommerce disables a webhook after more than 5 failed deliveries in a
-//! row, so only a bad signature or an unusable body is refused; topics we do
-//! not act on are acknowledged.
+//! row, so only a bad signature, an unusable body or an order we could not
+//! store from a poll either is refused; topics we do not act on are
+//! acknowledged. Limits are by field ([`store::storable`]): identifiers,
+//! SKUs and statuses at most 4,096 bytes, free text (a buyer's note, an
+//! address, a product name, meta values) only by the 2 MiB body limit.
 
 use super::{Api, ApiError};
 use crate::marketplace::{MarketplaceKind, parse_webhook_order};
@@ -73,7 +76,7 @@ async fn receive(
     })?;
     let signature = header(&headers, "x-wc-webhook-signature");
     if !signature.is_some_and(|signature| signed(&body, signature, &secret)) {
-        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "signature").increment(1);
+        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "signature", "field" => "").increment(1);
         tracing::warn!(marketplace = %code, "webhook with a bad signature refused");
         return Err(ApiError::Unsigned(match signature {
             None => format!(
@@ -90,15 +93,18 @@ async fn receive(
         tracing::info!(marketplace = %code, topic, delivery, "webhook topic ignored");
         return Ok(Json(json!({ "ignored": topic })));
     }
-    // A NUL in any string is refused before the parser or the database sees it.
+    // A NUL in any string is refused before the parser or the database sees
+    // it; lengths are bounded by field below (a buyer's note is free text).
     if let Ok(document) = serde_json::from_slice::<Value>(&body) {
-        crate::domain::input::json_strings("", &document).map_err(ApiError::Malformed)?;
+        crate::domain::input::no_nul_in_json("", &document)
+            .map_err(|invalid| refused_field(&code, invalid))?;
     }
     let order = parse_webhook_order(&body).map_err(|error| {
-        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "body").increment(1);
+        metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.clone(), "reason" => "body", "field" => "").increment(1);
         tracing::warn!(marketplace = %code, topic, delivery, %error, "webhook body refused");
         ApiError::BadRequest(format!("not a WooCommerce order: {error}"))
     })?;
+    store::storable(&order).map_err(|invalid| refused_field(&code, invalid))?;
     let counts = store::store_orders(&api.db, &marketplace, std::slice::from_ref(&order)).await?;
     metrics::counter!("stockfleet_webhooks_received_total", "marketplace" => code.clone(), "topic" => topic.to_owned()).increment(1);
     tracing::info!(marketplace = %code, topic, delivery, order = %order.external_id,
@@ -109,6 +115,17 @@ async fn receive(
         "updated": counts.updated,
         "events": counts.events,
     })))
+}
+
+/// A signed order with a field we cannot keep (a NUL, an identifier past
+/// its bound): refused naming the field, and counted with it. The poll
+/// would refuse it too, so a failed delivery loses nothing it could take.
+fn refused_field(code: &str, invalid: crate::domain::input::Invalid) -> ApiError {
+    metrics::counter!("stockfleet_webhooks_rejected_total", "marketplace" => code.to_owned(),
+        "reason" => "field", "field" => invalid.field.clone())
+    .increment(1);
+    tracing::warn!(marketplace = %code, field = %invalid.field, reason = %invalid.reason, "webhook order refused");
+    ApiError::Malformed(invalid)
 }
 
 #[cfg(test)]

@@ -93,8 +93,10 @@ pub async fn store_orders(
 }
 
 /// Whether an order as the marketplace sent it can be stored: the fields we
-/// keep as text within [`input::text`], and no NUL anywhere in its raw JSON.
-fn storable(order: &MarketplaceOrder) -> Result<(), input::Invalid> {
+/// keep as text (identifiers, SKUs, statuses, document URLs) within
+/// [`input::text`], and no NUL anywhere in its raw JSON, whose free texts
+/// (notes, addresses, names) are kept as they came, however long.
+pub(crate) fn storable(order: &MarketplaceOrder) -> Result<(), input::Invalid> {
     input::text("order.id", &order.external_id)?;
     input::text("order.status", &order.raw_status)?;
     for url in [&order.delivery_note_url, &order.label_url]
