@@ -22,6 +22,7 @@ pub type BusSlot = Arc<OnceLock<Arc<Bus>>>;
 
 #[derive(Clone)]
 struct Probes {
+    /// A connection of the probe's own ([`probe_pool`]).
     db: PgPool,
     bus: BusSlot,
     tasks: Tasks,
@@ -45,7 +46,7 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/metrics", get(move || async move { recorder.render() }))
         .with_state(Probes {
-            db,
+            db: probe_pool(&db),
             bus,
             tasks: tasks.clone(),
         });
@@ -62,12 +63,21 @@ pub async fn serve(
     Ok(bound)
 }
 
+/// The readiness probe's own connection to the process's database: a pool
+/// busy with work (every connection in a long batch) is not a database out
+/// of reach, and must not make a busy process look down.
+fn probe_pool(db: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(PROBE_TIMEOUT)
+        .connect_lazy_with(db.connect_options().as_ref().clone())
+}
+
+/// How long the database may take to answer the readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn ready(State(probes): State<Probes>) -> (StatusCode, String) {
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&probes.db),
-    )
-    .await;
+    let db = tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&probes.db)).await;
     let mut problems = Vec::new();
     match db {
         Ok(Ok(_)) => {}

@@ -596,6 +596,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `/readyz`'s status and body, or None when the port does not answer.
+pub async fn readiness(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
+}
+
 /// Sends SIGTERM to a worker process and asserts it exits 0 within 30 s.
 pub async fn terminate(mut child: tokio::process::Child) {
     let pid = child.id().expect("running child").to_string();

@@ -37,18 +37,6 @@ fn start(env: &TestEnv, binary: &str, amqp_url: &str, database_url: &str) -> Pro
     }
 }
 
-/// `/readyz`'s status and body, or None when the port does not answer.
-async fn readiness(url: &str) -> Option<(u16, String)> {
-    let response = reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.unwrap_or_default()))
-}
-
 async fn all_ready(fleet: &[Process]) -> bool {
     for process in fleet {
         if readiness(&process.readyz).await.map(|r| r.0) != Some(200) {

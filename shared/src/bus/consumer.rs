@@ -101,35 +101,46 @@ pub trait Handler: Send + Sync + 'static {
 /// lost with the broker is opened again with backoff and the queue consumed
 /// again, while the channel reports itself down. Only a panic of a loop stops
 /// the process.
-pub async fn run<H: Handler>(
+///
+/// Every channel is registered (starting) when this is called, before the
+/// returned future first runs: a process's readiness never reads "ready"
+/// while a consumer it means to run has not reported yet.
+pub fn run<H: Handler>(
     bus: Arc<Bus>,
     spec: QueueSpec,
     settings: ConsumerSettings,
     handler: Arc<H>,
     tasks: Tasks,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut loops = tokio::task::JoinSet::new();
+) -> impl Future<Output = anyhow::Result<()>> + Send {
     let queue = bus.topology.queue(&spec);
-    for n in 1..=settings.consumers.max(1) {
-        let consumer = ConsumerLoop {
-            bus: bus.clone(),
-            spec: spec.clone(),
-            settings: settings.clone(),
-            handler: handler.clone(),
-        };
-        let name = format!("consumer {queue} #{n}");
-        loops.spawn(consumer.supervised(name, tasks.clone(), shutdown.clone()));
+    let names: Vec<String> = (1..=settings.consumers.max(1))
+        .map(|n| format!("consumer {queue} #{n}"))
+        .collect();
+    for name in &names {
+        tasks.set(name, TaskState::Starting);
     }
-    let mut result = Ok(());
-    while let Some(joined) = loops.join_next().await {
-        if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
-            // One broken loop stops the process: the orchestrator restarts it.
-            shutdown.cancel();
-            result = Err(error);
+    async move {
+        let mut loops = tokio::task::JoinSet::new();
+        for name in names {
+            let consumer = ConsumerLoop {
+                bus: bus.clone(),
+                spec: spec.clone(),
+                settings: settings.clone(),
+                handler: handler.clone(),
+            };
+            loops.spawn(consumer.supervised(name, tasks.clone(), shutdown.clone()));
         }
+        let mut result = Ok(());
+        while let Some(joined) = loops.join_next().await {
+            if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
+                // One broken loop stops the process: the orchestrator restarts it.
+                shutdown.cancel();
+                result = Err(error);
+            }
+        }
+        result
     }
-    result
 }
 
 /// Resolves `grace_ms` after `shutdown` is cancelled.
@@ -155,7 +166,6 @@ impl<H: Handler> ConsumerLoop<H> {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut delays = crate::retry::Delays::new();
-        tasks.set(&name, TaskState::Starting);
         loop {
             let consuming = || {
                 tasks.ready(&name);

@@ -82,15 +82,23 @@ impl Bus {
     }
 
     /// Whether `queue` exists (on a channel of its own: a missing queue
-    /// closes the channel it was asked on).
-    pub async fn queue_exists(&self, queue: &str) -> lapin::Result<bool> {
-        let channel = self.channel().await?;
-        match passive_declare(&channel, queue).await {
+    /// closes the channel it was asked on), within the broker timeout: a
+    /// broker slow to answer after a restart is an error to retry, never a
+    /// caller waiting for ever.
+    pub async fn queue_exists(&self, queue: &str) -> anyhow::Result<bool> {
+        let channel = declare::within(self.timeout, self.channel()).await?;
+        match declare::within(self.timeout, passive_declare(&channel, queue)).await {
             Ok(_) => {
                 channel.close(200, "checked".into()).await.ok();
                 Ok(true)
             }
-            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error)
+                if error
+                    .downcast_ref::<lapin::Error>()
+                    .is_some_and(is_not_found) =>
+            {
+                Ok(false)
+            }
             Err(error) => Err(error),
         }
     }

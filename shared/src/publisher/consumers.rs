@@ -5,8 +5,14 @@
 use super::{Options, PublisherHandler};
 use crate::bus::{self, QueueSpec};
 use crate::marketplace::directory::MarketplaceRow;
+use crate::supervise::TaskState;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A marketplace's name among the tasks until its consumers report themselves.
+fn starting_task(code: &str) -> String {
+    format!("publisher {code}")
+}
 
 /// The running marketplace consumers, each with its own stop token so one can
 /// be replaced without stopping the others.
@@ -25,12 +31,14 @@ struct Running {
 
 impl Consumers {
     /// Starts, replaces and stops consumers so they serve exactly `rows`.
+    /// False when a marketplace could not be started (the broker did not
+    /// answer): it shows as down in `/readyz` and the caller tries again soon.
     pub(super) async fn follow(
         &mut self,
         worker: &crate::worker::Worker,
         options: &Options,
         rows: Vec<MarketplaceRow>,
-    ) {
+    ) -> bool {
         let codes: Vec<String> = rows.iter().map(|row| row.code.clone()).collect();
         for code in self.running.keys().cloned().collect::<Vec<_>>() {
             if !codes.contains(&code) {
@@ -38,6 +46,7 @@ impl Consumers {
                 self.stop(&code);
             }
         }
+        let mut wanted = Vec::new();
         for row in rows {
             if self
                 .running
@@ -50,11 +59,42 @@ impl Consumers {
                 tracing::info!(marketplace = %row.code, "marketplace settings changed; restarting its consumer");
                 self.stop(&row.code);
             }
-            let created_queue = match self.start(worker, options, row.clone()).await {
-                Ok(created_queue) => created_queue,
+            let handler = match (options.configure)(&row)
+                .map_err(anyhow::Error::from)
+                .and_then(|config| {
+                    PublisherHandler::new(
+                        worker.db.clone(),
+                        row.clone(),
+                        config,
+                        options.calls_in_flight,
+                    )
+                }) {
+                Ok(handler) => handler,
                 Err(error) => {
                     // Its queue keeps the messages until a publisher that can reach it runs.
                     tracing::error!(marketplace = %row.code, error = format!("{error:#}"), "not publishing to this marketplace");
+                    continue;
+                }
+            };
+            // Reported from now on: every marketplace this process will
+            // serve is in `/readyz` before any broker call is made for it.
+            worker
+                .tasks
+                .set(&starting_task(&row.code), TaskState::Starting);
+            wanted.push((row, handler));
+        }
+        let mut all_started = true;
+        for (row, handler) in wanted {
+            let task = starting_task(&row.code);
+            let created_queue = match self.start(worker, options, row.clone(), handler).await {
+                Ok(created_queue) => {
+                    worker.tasks.remove(&task);
+                    created_queue
+                }
+                Err(error) => {
+                    tracing::warn!(marketplace = %row.code, error = format!("{error:#}"), "cannot start publishing to this marketplace; trying again in 2 s");
+                    worker.tasks.down(&task, format!("cannot start: {error:#}"));
+                    all_started = false;
                     continue;
                 }
             };
@@ -74,22 +114,18 @@ impl Consumers {
             }
         }
         self.generation += 1;
+        all_started
     }
 
-    /// Starts serving `row`; true when its queue had to be created.
+    /// Starts serving `row`; true when its queue had to be created. Each
+    /// broker call is bounded by `AMQP_TIMEOUT_SECONDS`.
     async fn start(
         &mut self,
         worker: &crate::worker::Worker,
         options: &Options,
         row: MarketplaceRow,
+        handler: PublisherHandler,
     ) -> anyhow::Result<bool> {
-        let config = (options.configure)(&row)?;
-        let handler = PublisherHandler::new(
-            worker.db.clone(),
-            row.clone(),
-            config,
-            options.calls_in_flight,
-        )?;
         let specs = QueueSpec::publishers(&row.code);
         let stock_queue = worker.bus.topology.queue(&QueueSpec::publisher(&row.code));
         let created_queue = !worker.bus.queue_exists(&stock_queue).await?;

@@ -54,12 +54,19 @@ pub use handler::PublisherHandler;
 
 use crate::marketplace::directory::{self, MarketplaceRow};
 use crate::marketplace::{MarketplaceConfig, MarketplaceError};
+use crate::supervise::TaskState;
 use consumers::Consumers;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// At most one poll request per marketplace in this interval while increases wait.
 pub const POLL_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The publisher's name among the tasks until it has read the marketplaces table.
+const MARKETPLACES_TASK: &str = "publisher marketplaces";
+
+/// How soon a marketplace whose consumers could not be started is tried again.
+const FOLLOW_RETRY: Duration = Duration::from_secs(2);
 
 /// Calls of one class under way at once per marketplace: enough to keep a
 /// budget of tens of requests a second busy over a round trip of a few
@@ -123,6 +130,9 @@ pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Res
             Ok(())
         }
     });
+    // Not ready until the marketplaces table has been read once: before
+    // that, no marketplace's consumers are registered to hold it back.
+    worker.tasks.set(MARKETPLACES_TASK, TaskState::Starting);
     let mut consumers = Consumers::default();
     let mut refresh = tokio::time::interval(options.refresh);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,7 +142,12 @@ pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Res
             _ = worker.shutdown.cancelled() => break,
             _ = refresh.tick() => {
                 match directory::load_all(&worker.db).await {
-                    Ok(rows) => consumers.follow(&worker, &options, rows).await,
+                    Ok(rows) => {
+                        if !consumers.follow(&worker, &options, rows).await {
+                            refresh.reset_after(FOLLOW_RETRY.min(options.refresh));
+                        }
+                        worker.tasks.remove(MARKETPLACES_TASK);
+                    }
                     Err(error) => tracing::warn!(%error, "cannot re-read the marketplaces table; serving the ones known"),
                 }
             }
