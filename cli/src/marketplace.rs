@@ -17,9 +17,12 @@ pub enum Command {
         base_url: Option<String>,
         #[arg(long)]
         enabled: Option<bool>,
-        /// Seconds between new/modified order polls.
+        /// The slowest new-orders poll and the modified sync's interval, in seconds.
         #[arg(long)]
         poll_seconds: Option<i32>,
+        /// The fastest new-orders poll, in seconds, where the request budget has headroom.
+        #[arg(long)]
+        poll_fastest_seconds: Option<i32>,
         /// Minutes past each reconciliation cycle, to stagger marketplaces.
         #[arg(long)]
         offset_minutes: Option<i32>,
@@ -44,6 +47,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
             base_url,
             enabled,
             poll_seconds,
+            poll_fastest_seconds,
             offset_minutes,
             rate_limit,
             quantity_updates,
@@ -53,6 +57,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
                 base_url,
                 sync_enabled: enabled,
                 order_poll_interval_seconds: poll_seconds,
+                order_poll_fastest_seconds: poll_fastest_seconds,
                 sync_offset_minutes: offset_minutes,
                 rate_limit: rate_limit.as_deref().map(parse_rate).transpose()?,
                 quantity_updates: match quantity_updates.as_deref() {
@@ -92,7 +97,7 @@ fn parse_rate(text: &str) -> anyhow::Result<(i32, i32)> {
 
 fn print(rows: &[MarketplaceView]) {
     println!(
-        "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>11} {:>7}  base URL (credential from)",
+        "{:<3} {:<14} {:<12} {:<7} {:>8} {:>9} {:>8} {:>11} {:>7}  base URL (credential from)",
         "id", "code", "kind", "syncing", "poll s", "recon h+m", "limit", "updates cap", "buffer"
     );
     for m in rows {
@@ -100,12 +105,16 @@ fn print(rows: &[MarketplaceView]) {
             format!("{limit}/{}s", m.quantity_update_window_seconds)
         });
         println!(
-            "{:<3} {:<14} {:<12} {:<7} {:>6} {:>9} {:>8} {:>11} {:>6}%  {} (${})",
+            "{:<3} {:<14} {:<12} {:<7} {:>8} {:>9} {:>8} {:>11} {:>6}%  {} (${})",
             m.id,
             m.code,
             m.kind,
             if m.sync_enabled { "yes" } else { "no" },
-            m.order_poll_interval_seconds,
+            // The new-orders poll's fastest and slowest interval.
+            format!(
+                "{}-{}",
+                m.order_poll_fastest_seconds, m.order_poll_interval_seconds
+            ),
             format!("{}h+{}m", m.sync_interval_hours, m.sync_offset_minutes),
             format!("{}/{}s", m.rate_limit_requests, m.rate_limit_window_seconds),
             cap,

@@ -324,10 +324,11 @@ impl Sim {
 }
 
 impl TestEnv {
-    /// Polls every marketplace's orders (new, modified, care, incomplete) every `seconds`.
+    /// Polls every marketplace's orders (new, modified, care, incomplete)
+    /// every `seconds`: the new-orders poll's fastest and slowest interval both.
     pub async fn poll_every(&self, seconds: i32) {
         sqlx::query(
-            "UPDATE marketplaces SET order_poll_interval_seconds = $1,
+            "UPDATE marketplaces SET order_poll_interval_seconds = $1, order_poll_fastest_seconds = $1,
                     care_poll_interval_seconds = $1, incomplete_poll_interval_seconds = $1",
         )
         .bind(seconds)

@@ -12,14 +12,18 @@ const MARKETPLACES: [&str; 3] = ["backmarket", "refurbed", "woocommerce"];
 
 /// The simulator listing `sku` on every marketplace, the fleet running, the
 /// rule "show what is available" (no buffer) and `on_hand` units of `sku`
-/// counted on Back Market, then pooled.
+/// counted on Back Market, then pooled. `poll_every`: the poll intervals
+/// forced for the test, or None for the defaults a seller runs with.
 async fn pooled_fleet(
     env: &TestEnv,
     sim: &Sim,
     sku: &str,
     on_hand: i32,
+    poll_every: Option<i32>,
 ) -> Vec<tokio::process::Child> {
-    env.poll_every(1).await;
+    if let Some(seconds) = poll_every {
+        env.poll_every(seconds).await;
+    }
     sqlx::query("UPDATE marketplaces SET default_buffer_percentage = 0")
         .execute(&env.db)
         .await
@@ -67,7 +71,7 @@ async fn every_marketplace_shows(sim: &Sim, sku: &str, quantity: i64) {
 async fn a_sale_anywhere_lowers_the_pool_everywhere_and_a_cancel_raises_it_again() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
-    let _workers = pooled_fleet(&env, &sim, "POOL-3", 3).await;
+    let _workers = pooled_fleet(&env, &sim, "POOL-3", 3, Some(1)).await;
     every_marketplace_shows(&sim, "POOL-3", 3).await;
 
     // Orders on two marketplaces lock 2 units: every marketplace shows 1.
@@ -129,6 +133,37 @@ async fn a_sale_anywhere_lowers_the_pool_everywhere_and_a_cancel_raises_it_again
     assert_eq!(named, 4, "two locks, a release, a consumption");
 }
 
+#[tokio::test]
+async fn at_the_default_poll_settings_the_last_pooled_unit_sold_on_back_market_is_zero_everywhere_within_3_s()
+ {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    let _workers = pooled_fleet(&env, &sim, "LAST-1", 1, None).await;
+    every_marketplace_shows(&sim, "LAST-1", 1).await;
+    let placed = tokio::time::Instant::now();
+    let order = sim.place("backmarket", "LAST-1", 1).await;
+    let locked = format!(
+        "SELECT count(*) FROM marketplace_stock_locks
+         WHERE order_external_id = '{order}' AND lock_status = 'locked'"
+    );
+    eventually("the order is locked", || async {
+        env.scalar(&locked).await == 1
+    })
+    .await;
+    eventually("Refurbed and WooCommerce show 0", || async {
+        sim.quantity("refurbed", "LAST-1").await == Some(0)
+            && sim.quantity("woocommerce", "LAST-1").await == Some(0)
+    })
+    .await;
+    let took = placed.elapsed();
+    // Polled at the budget's pace (new orders at least once a second where
+    // it has headroom), not every order_poll_interval_seconds (120 s).
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "placed on Back Market -> locked and 0 on Refurbed and WooCommerce took {took:?}"
+    );
+}
+
 /// Two marketplaces order the last unit of a pool at the same instant;
 /// returns (orders the simulator took, the pool's oversold units as validate
 /// reports them).
@@ -136,7 +171,7 @@ async fn last_unit_race(hold_for_backmarket: bool) -> (Vec<&'static str>, i32, V
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     let sku = "POOL-LAST";
-    let _workers = pooled_fleet(&env, &sim, sku, 1).await;
+    let _workers = pooled_fleet(&env, &sim, sku, 1, Some(1)).await;
     if hold_for_backmarket {
         let hold = Hold {
             units: 1,

@@ -12,7 +12,10 @@ pub struct MarketplaceView {
     pub base_url: String,
     pub credential_env: String,
     pub sync_enabled: bool,
+    /// The slowest new-orders poll, and the modified sync's interval.
     pub order_poll_interval_seconds: i32,
+    /// The fastest new-orders poll, where the request budget has headroom.
+    pub order_poll_fastest_seconds: i32,
     pub sync_interval_hours: i32,
     pub sync_offset_minutes: i32,
     pub rate_limit_requests: i32,
@@ -28,6 +31,7 @@ pub struct MarketplaceChange {
     pub base_url: Option<String>,
     pub sync_enabled: Option<bool>,
     pub order_poll_interval_seconds: Option<i32>,
+    pub order_poll_fastest_seconds: Option<i32>,
     pub sync_offset_minutes: Option<i32>,
     pub rate_limit: Option<(i32, i32)>,
     /// `Some(None)` removes the cap on quantity updates; `Some(Some((n, s)))`
@@ -59,7 +63,7 @@ pub async fn get(pool: &PgPool, code: &str) -> sqlx::Result<Option<MarketplaceVi
 }
 
 const SELECT: &str = "SELECT id, code, kind, base_url, credential_env, sync_enabled,
-        order_poll_interval_seconds, sync_interval_hours, sync_offset_minutes,
+        order_poll_interval_seconds, order_poll_fastest_seconds, sync_interval_hours, sync_offset_minutes,
         rate_limit_requests, rate_limit_window_seconds,
         quantity_update_limit, quantity_update_window_seconds,
         default_buffer_percentage::float8 AS default_buffer_percentage
@@ -89,6 +93,7 @@ pub async fn set(
              default_buffer_percentage = COALESCE($8::float8::numeric, default_buffer_percentage),
              quantity_update_limit = CASE WHEN $9 THEN $10 ELSE quantity_update_limit END,
              quantity_update_window_seconds = COALESCE($11, quantity_update_window_seconds),
+             order_poll_fastest_seconds = COALESCE($12, order_poll_fastest_seconds),
              updated_at = now()
          WHERE code = $1",
     )
@@ -103,6 +108,7 @@ pub async fn set(
     .bind(change.quantity_updates.is_some())
     .bind(change.quantity_updates.flatten().map(|(limit, _)| limit))
     .bind(change.quantity_updates.flatten().map(|(_, window)| window))
+    .bind(change.order_poll_fastest_seconds)
     .execute(pool)
     .await?;
     if updated.rows_affected() == 0 {

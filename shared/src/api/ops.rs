@@ -66,7 +66,10 @@ async fn marketplace_list(
 struct MarketplaceChangeBody {
     base_url: Option<String>,
     sync_enabled: Option<bool>,
+    /// The slowest new-orders poll and the modified sync's interval, seconds.
     order_poll_interval_seconds: Option<i32>,
+    /// The fastest new-orders poll where the request budget has headroom, seconds.
+    order_poll_fastest_seconds: Option<i32>,
     sync_offset_minutes: Option<i32>,
     rate_limit_requests: Option<i32>,
     rate_limit_window_seconds: Option<i32>,
@@ -125,6 +128,7 @@ async fn change_marketplace(
         base_url: body.base_url,
         sync_enabled: body.sync_enabled,
         order_poll_interval_seconds: body.order_poll_interval_seconds,
+        order_poll_fastest_seconds: body.order_poll_fastest_seconds,
         sync_offset_minutes: body.sync_offset_minutes,
         rate_limit,
         quantity_updates: body

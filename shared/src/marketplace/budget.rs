@@ -8,7 +8,8 @@
 //! the lease expires (at most a tenth of the class's window, 1 s at most):
 //! a killed process loses at most its lease. A 429 blocks the class for its
 //! Retry-After for everyone. Low-priority calls (stock increases,
-//! reconciliation reads, re-reads of open orders, care and incomplete syncs)
+//! reconciliation reads, re-reads of open orders, modified, care and
+//! incomplete syncs)
 //! only take permits while half the bucket is left for the others.
 
 use sqlx::{PgPool, Row};
@@ -38,9 +39,9 @@ impl EndpointClass {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
-    /// Decreases of a shown quantity, order commands, new and modified polls.
+    /// Decreases of a shown quantity, order commands, new-orders polls.
     High,
-    /// Increases, reconciliation, re-reads, care and incomplete syncs.
+    /// Increases, reconciliation, re-reads, modified, care and incomplete syncs.
     Low,
 }
 

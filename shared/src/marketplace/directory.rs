@@ -15,7 +15,10 @@ pub struct MarketplaceRow {
     pub credential_env: String,
     pub sync_enabled: bool,
     pub lock_unpaid_orders: bool,
+    /// The slowest new-orders poll, and the modified sync's interval.
     pub order_poll_interval_seconds: i32,
+    /// The fastest new-orders poll, where the budget has headroom.
+    pub order_poll_fastest_seconds: i32,
     pub care_poll_interval_seconds: i32,
     pub incomplete_poll_interval_seconds: i32,
     pub modified_overlap_seconds: i32,
@@ -55,7 +58,7 @@ impl MarketplaceRow {
 pub async fn load_all(pool: &PgPool) -> sqlx::Result<Vec<MarketplaceRow>> {
     sqlx::query_as(
         "SELECT id, code, name, kind, base_url, credential_env, sync_enabled, lock_unpaid_orders,
-                order_poll_interval_seconds, care_poll_interval_seconds,
+                order_poll_interval_seconds, order_poll_fastest_seconds, care_poll_interval_seconds,
                 incomplete_poll_interval_seconds, modified_overlap_seconds,
                 rate_limit_requests, rate_limit_window_seconds,
                 quantity_update_limit, quantity_update_window_seconds

@@ -80,10 +80,11 @@ pub async fn run(
         ..RunSummary::default()
     };
     let started_at: DateTime<Utc> = row.get("started_at");
-    // New-orders polls (and the modified walk) before care and incomplete syncs.
+    // New-orders polls are the sale's way in: high priority. The other syncs
+    // run on their schedules at low priority, behind order commands and polls.
     let priority = match sync_type {
-        SyncType::New | SyncType::Modified => Priority::High,
-        SyncType::Care | SyncType::Incomplete => Priority::Low,
+        SyncType::New => Priority::High,
+        SyncType::Modified | SyncType::Care | SyncType::Incomplete => Priority::Low,
     };
     let fetch = fetch_all(
         pool,
