@@ -4,11 +4,17 @@
 //! `cargo bench -p stockfleet-tests --bench fleet_latency [-- SECONDS]`
 //!
 //! The worker binaries run as separate processes against the real services
-//! and the simulator (in this process). The simulator's generator places
+//! and the simulator (in this process), at the default marketplace settings
+//! (no poll interval forced: new orders are polled as often as the request
+//! budget allows). The simulator's generator places
 //! orders at 1, 20 and 200 orders/s for SECONDS each (default 20; 200/s
 //! runs a quarter of it) over 100 SKUs on all three marketplaces with the
 //! seeded rate limits; then 20/s with WooCommerce by polling only (no
-//! webhooks), then 20/s with every rate limit lifted (the fleet's own share).
+//! webhooks); then 1 and 20/s on 20 pooled SKUs (one count shared by the
+//! three marketplaces: placed on one → every other one accepted the
+//! lowered quantity); then 20/s with every rate limit lifted (the fleet's
+//! own share). Each phase prints the requests per minute per marketplace,
+//! caller and class against the limit.
 //! Per order: placed → stored (first_seen_at) → lock committed (locked_at)
 //! → the row's next push accepted by the marketplace. Every marketplace we
 //! serve takes ordered units off its listing by itself at placement, so it
@@ -22,10 +28,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use stockfleet_tests::bench_fleet::{BenchFleet, machine};
+use stockfleet_tests::bench_fleet::{BenchFleet, RequestCounts, machine};
 
 const SKUS: usize = 100;
-const POLL_SECONDS: i32 = 5;
+/// The first this many seeded SKUs are pooled for the pooled phases.
+const POOLED: usize = 20;
 
 /// (marketplace, order id), or (marketplace, SKU) for pushes.
 type OrderKey = (String, String);
@@ -103,10 +110,18 @@ async fn settle(fleet: &BenchFleet, placed: usize, since: DateTime<Utc>) {
     }
 }
 
-async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
+/// An order the generator placed: (marketplace, order id, SKU, placed at).
+type Placed = (String, String, String, DateTime<Utc>);
+
+/// Runs the generator for the phase (over `skus`, or every listing when
+/// empty) and returns the orders it placed once the fleet has settled them.
+async fn generate(fleet: &BenchFleet, phase: &Phase, seed: u64, skus: &[String]) -> Vec<Placed> {
     let since = Utc::now();
-    let calls_before = requests_total(fleet).await;
-    let config = serde_json::json!({"seed": seed, "orders_per_second": phase.rate});
+    let skus: Vec<serde_json::Value> = skus
+        .iter()
+        .map(|sku| serde_json::json!({"sku": sku}))
+        .collect();
+    let config = serde_json::json!({"seed": seed, "orders_per_second": phase.rate, "skus": skus});
     fleet
         .sim_send(reqwest::Method::POST, "/generator/start", config)
         .await;
@@ -124,7 +139,7 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let placed: Vec<(String, String, String, DateTime<Utc>)> = orders
+    let placed: Vec<Placed> = orders
         .iter()
         .filter_map(|o| {
             let at: DateTime<Utc> = o["created_at"].as_str()?.parse().ok()?;
@@ -139,7 +154,14 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
         })
         .collect();
     settle(fleet, placed.len(), since).await;
-    let calls = requests_total(fleet).await - calls_before;
+    placed
+}
+
+/// When each order was stored and locked, from `since`.
+async fn stored_since(
+    fleet: &BenchFleet,
+    since: DateTime<Utc>,
+) -> HashMap<OrderKey, (DateTime<Utc>, Option<DateTime<Utc>>)> {
     let rows = sqlx::query(
         "SELECT m.code, o.external_id, o.first_seen_at, min(l.locked_at) AS locked_at
          FROM orders o JOIN marketplaces m ON m.id = o.marketplace_id
@@ -150,15 +172,18 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
     .fetch_all(&fleet.db)
     .await
     .unwrap();
-    let stored: HashMap<OrderKey, (DateTime<Utc>, Option<DateTime<Utc>>)> = rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             (
                 (r.get("code"), r.get("external_id")),
                 (r.get("first_seen_at"), r.get("locked_at")),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Every quantity the simulator accepted, by (marketplace, SKU), in time order.
+async fn pushes(fleet: &BenchFleet) -> HashMap<(String, String), Vec<DateTime<Utc>>> {
     let history = fleet.sim_get("/pushes").await["history"]
         .as_array()
         .cloned()
@@ -173,6 +198,20 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
             pushes.entry(key).or_default().push(at);
         }
     }
+    for times in pushes.values_mut() {
+        times.sort();
+    }
+    pushes
+}
+
+async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
+    let since = Utc::now();
+    let calls_before = requests_total(fleet).await;
+    let rates = RequestCounts::take(fleet).await;
+    let placed = generate(fleet, phase, seed, &[]).await;
+    let calls = requests_total(fleet).await - calls_before;
+    let stored = stored_since(fleet, since).await;
+    let pushes = pushes(fleet).await;
     let mut per_mp: BTreeMap<String, Steps> = BTreeMap::new();
     for (mp, id, sku, at) in &placed {
         let steps = per_mp.entry(mp.clone()).or_default();
@@ -226,6 +265,58 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
             steps.unfinished
         );
     }
+    rates.print_since(fleet).await;
+}
+
+/// Orders on pooled SKUs: placed on one marketplace → every other
+/// marketplace of the pool accepted a quantity computed after the lock
+/// (the first push after it, which coalesces the orders before it).
+async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: &[String]) {
+    let since = Utc::now();
+    let rates = RequestCounts::take(fleet).await;
+    let placed = generate(fleet, phase, seed, pooled).await;
+    let stored = stored_since(fleet, since).await;
+    let pushes = pushes(fleet).await;
+    let (mut everywhere, mut locked_at, mut no_push, mut unfinished) = (vec![], vec![], 0, 0);
+    for (mp, id, sku, at) in &placed {
+        let Some(&(_, Some(locked))) = stored.get(&(mp.clone(), id.clone())) else {
+            unfinished += 1;
+            continue;
+        };
+        locked_at.push(seconds(*at, locked));
+        let others = ["backmarket", "refurbed", "woocommerce"]
+            .into_iter()
+            .filter(|other| *other != mp);
+        let mut last = Some(locked);
+        for other in others {
+            let first = pushes
+                .get(&(other.to_owned(), sku.clone()))
+                .and_then(|times| times.iter().find(|t| **t >= locked).copied());
+            last = match (last, first) {
+                (Some(last), Some(first)) => Some(last.max(first)),
+                _ => None,
+            };
+        }
+        match last {
+            Some(last) => everywhere.push(seconds(*at, last)),
+            // The buffer rounded the same: nothing to tell the others.
+            None => no_push += 1,
+        }
+    }
+    println!(
+        "\n{} at {} orders/s for {} s: {} orders on {} pooled SKUs",
+        phase.label,
+        phase.rate,
+        phase.seconds,
+        placed.len(),
+        pooled.len()
+    );
+    println!(
+        "  placed→locked s {}   placed→every other marketplace accepted the lowered quantity s {}   (p50/p95/p99/max)   no push needed {no_push}, unfinished {unfinished}",
+        percentiles(&mut locked_at),
+        percentiles(&mut everywhere)
+    );
+    rates.print_since(fleet).await;
 }
 
 #[tokio::main]
@@ -236,18 +327,13 @@ async fn main() {
         .unwrap_or(20);
     let started = Instant::now();
     let mut fleet = BenchFleet::new("latency").await;
-    sqlx::query("UPDATE marketplaces SET order_poll_interval_seconds = $1")
-        .bind(POLL_SECONDS)
-        .execute(&fleet.db)
-        .await
-        .unwrap();
     fleet.seed(SKUS, 100_000).await;
     for worker in ["poller", "locker", "reducer", "publisher", "api"] {
         fleet.spawn(worker, &[]).await;
     }
     fleet.webhooks_to_api().await;
     println!(
-        "fleet_latency on {}; {SKUS} SKUs x 3 marketplaces, new-orders poll every {POLL_SECONDS} s, seeded rate limits, one process of each worker; WooCommerce by webhook and by polling",
+        "fleet_latency on {}; {SKUS} SKUs x 3 marketplaces, default marketplace settings (new orders polled as the budget allows), seeded rate limits, one process of each worker; WooCommerce by webhook and by polling",
         machine()
     );
     let phases = [
@@ -284,6 +370,20 @@ async fn main() {
     };
     run_phase(&fleet, &polling, 10).await;
     fleet.webhooks_to_api().await;
+    let pooled: Vec<String> = (1..=POOLED).map(|n| format!("B-{n:06}")).collect();
+    for sku in &pooled {
+        stockfleet::admin::pools::pool(&fleet.db, sku, None, "bench")
+            .await
+            .expect("pool a seeded SKU");
+    }
+    for (n, rate) in [1.0, 20.0].into_iter().enumerate() {
+        let phase = Phase {
+            label: "pooled, defaults, seeded limits",
+            rate,
+            seconds,
+        };
+        run_pooled_phase(&fleet, &phase, 20 + n as u64, &pooled).await;
+    }
     fleet.lift_rate_limits().await;
     let lifted = Phase {
         label: "rate limits lifted (the fleet's own share)",

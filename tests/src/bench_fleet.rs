@@ -5,6 +5,7 @@
 
 use crate::{binary_path, free_port};
 use sqlx::PgPool;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use stockfleet_sim::{SimConfig, SimHandle};
 use tokio::process::Child;
@@ -269,5 +270,85 @@ impl BenchFleet {
                 .await
                 .ok();
         }
+    }
+}
+
+/// Requests the simulator counted per (marketplace, caller, class), for the
+/// requests a phase of a benchmark made against each limit.
+pub struct RequestCounts {
+    counts: BTreeMap<(String, String, String), u64>,
+    limits: BTreeMap<(String, String), Option<f64>>,
+    taken: Instant,
+}
+
+impl RequestCounts {
+    pub async fn take(fleet: &BenchFleet) -> Self {
+        let rates = fleet.sim_get("/requests/rates").await;
+        let mut counts = BTreeMap::new();
+        let mut limits = BTreeMap::new();
+        for rate in rates.as_array().into_iter().flatten() {
+            let text = |field: &str| rate[field].as_str().unwrap_or("?").to_owned();
+            let (marketplace, caller, class) = (text("marketplace"), text("caller"), text("class"));
+            limits.insert(
+                (marketplace.clone(), class.clone()),
+                rate["limit_per_minute"].as_f64(),
+            );
+            counts.insert(
+                (marketplace, caller, class),
+                rate["requests"].as_u64().unwrap_or(0),
+            );
+        }
+        Self {
+            counts,
+            limits,
+            taken: Instant::now(),
+        }
+    }
+
+    /// Prints requests per minute since `self`, per marketplace, caller and
+    /// class, beside the class's limit, and the requests over a limit.
+    pub async fn print_since(&self, fleet: &BenchFleet) {
+        let now = Self::take(fleet).await;
+        let minutes = self.taken.elapsed().as_secs_f64() / 60.0;
+        println!(
+            "  {:<12} {:<10} {:<9} {:>9}  limit/min",
+            "requests", "caller", "class", "per min"
+        );
+        for ((marketplace, caller, class), count) in &now.counts {
+            let before = self
+                .counts
+                .get(&(marketplace.clone(), caller.clone(), class.clone()))
+                .copied()
+                .unwrap_or(0);
+            let limit = now
+                .limits
+                .get(&(marketplace.clone(), class.clone()))
+                .copied()
+                .flatten()
+                .map_or("none".to_owned(), |limit| format!("{limit:.0}"));
+            println!(
+                "  {:<12} {:<10} {:<9} {:>9.1}  {limit}",
+                marketplace,
+                caller,
+                class,
+                (count - before) as f64 / minutes.max(1.0 / 60.0)
+            );
+        }
+        let violations = fleet.sim_get("/rate-limits").await;
+        let over: Vec<String> = violations
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(marketplace, limits)| {
+                format!(
+                    "{marketplace} {}",
+                    limits["violations"].as_u64().unwrap_or(0)
+                )
+            })
+            .collect();
+        println!(
+            "  requests over a limit since the start: {}",
+            over.join(", ")
+        );
     }
 }
