@@ -26,6 +26,7 @@ pub mod publisher;
 pub mod reconcile;
 pub mod retry;
 pub mod shutdown;
+pub mod sold_out;
 pub mod status_changes;
 pub mod supervise;
 pub mod telemetry;

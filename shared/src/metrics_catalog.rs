@@ -46,6 +46,10 @@ pub fn describe() {
         "Time to answer an API request, by route template."
     );
     describe_counter!(
+        "stockfleet_sold_out_confirmations_total",
+        "Listings pushed to 0 read back by the publisher (a reconciliation of the row), to send the 0 again where it did not land."
+    );
+    describe_counter!(
         "stockfleet_webhooks_received_total",
         "WooCommerce webhooks stored, by marketplace and topic."
     );

@@ -213,26 +213,30 @@ async fn enqueue_stale(
             unknown += 1;
             continue;
         }
-        let payload = StockChanged {
-            stock_id: row.get("id"),
-            variation_id: row.get("variation_id"),
-            sku: row.get("sku"),
-            listed: row.get("listed_stock"),
-            locked: row.get("locked_stock"),
-            available: row.get("available_stock"),
-            change_type: RECONCILIATION.to_owned(),
-            origin: None,
-        };
-        messages.push(OutboxMessage::event(
-            Envelope::new(STOCK_CHANGED, code, &payload),
-            None,
-        ));
+        messages.push(reconciliation_message(&row, code));
     }
     for chunk in messages.chunks(1000) {
         outbox::enqueue(&mut tx, chunk).await?;
     }
     tx.commit().await?;
     Ok((messages.len(), unknown))
+}
+
+/// A reconciliation of one row (`id, variation_id, sku, listed_stock,
+/// locked_stock, available_stock`) for the publisher of `code`: it reads what
+/// the marketplace shows, records a difference and pushes ours.
+pub(crate) fn reconciliation_message(row: &sqlx::postgres::PgRow, code: &str) -> OutboxMessage {
+    let payload = StockChanged {
+        stock_id: row.get("id"),
+        variation_id: row.get("variation_id"),
+        sku: row.get("sku"),
+        listed: row.get("listed_stock"),
+        locked: row.get("locked_stock"),
+        available: row.get("available_stock"),
+        change_type: RECONCILIATION.to_owned(),
+        origin: None,
+    };
+    OutboxMessage::event(Envelope::new(STOCK_CHANGED, code, &payload), None)
 }
 
 /// The latest slot at or before `now` of a schedule of `interval` shifted by

@@ -15,8 +15,9 @@ use std::time::Instant;
 #[derive(Default)]
 pub(super) struct Effects {
     /// Rows pushed (or confirmed by a read): id, quantity shown, when the
-    /// marketplace answered.
-    pub(super) synced: Vec<(i64, i32, DateTime<Utc>)>,
+    /// marketplace answered, and whether it was a push (a pushed 0 is read
+    /// back later: a sold-out confirmed).
+    pub(super) synced: Vec<(i64, i32, DateTime<Utc>, bool)>,
     pub(super) notes: Vec<SyncNote>,
     pub(super) request_poll: bool,
     /// Pooled rows now showing another marketplace's order: row id, that order.
@@ -27,8 +28,17 @@ impl Effects {
     /// Records what a row shows now (pushed, or found by a read), replacing
     /// an earlier record of the same row: the last one is the truth.
     pub(super) fn record_shown(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>) {
-        self.synced.retain(|(id, _, _)| *id != stock_id);
-        self.synced.push((stock_id, quantity, at));
+        self.record(stock_id, quantity, at, false);
+    }
+
+    /// Records a push that landed: what the row shows now.
+    pub(super) fn record_pushed(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>) {
+        self.record(stock_id, quantity, at, true);
+    }
+
+    fn record(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>, pushed: bool) {
+        self.synced.retain(|(id, ..)| *id != stock_id);
+        self.synced.push((stock_id, quantity, at, pushed));
     }
 
     /// Adds what another row's push recorded.
@@ -59,25 +69,33 @@ impl PublisherHandler {
     /// history records their levels as this transaction sees them.
     pub(super) async fn commit(&self, effects: Effects) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
-        let mut touched: Vec<i64> = effects.synced.iter().map(|(id, _, _)| *id).collect();
+        let mut touched: Vec<i64> = effects.synced.iter().map(|(id, ..)| *id).collect();
         touched.extend(effects.notes.iter().map(|note| note.key.0));
         let current = lock_levels(&mut tx, touched).await?;
         if !effects.synced.is_empty() {
             let mut ids = Vec::new();
-            let (mut quantities, mut landed) = (Vec::new(), Vec::new());
-            for (id, quantity, at) in effects.synced {
+            let (mut quantities, mut landed, mut pushed) = (Vec::new(), Vec::new(), Vec::new());
+            for (id, quantity, at, push) in effects.synced {
                 ids.push(id);
                 quantities.push(quantity);
                 landed.push(at);
+                pushed.push(push);
             }
+            // A pushed 0 is read back after the marketplace's
+            // zero_confirm_seconds (crate::sold_out); anything else seen
+            // or pushed settles the question.
             sqlx::query(
-                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = k.at
-                 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS k(id, q, at)
-                 WHERE s.id = k.id",
+                "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = k.at,
+                        zero_confirm_due_at = CASE WHEN k.pushed AND k.q = 0
+                            THEN k.at + make_interval(secs => m.zero_confirm_seconds) END
+                 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::bool[]) AS k(id, q, at, pushed),
+                      marketplaces m
+                 WHERE s.id = k.id AND m.id = s.marketplace_id",
             )
             .bind(&ids)
             .bind(&quantities)
             .bind(&landed)
+            .bind(&pushed)
             .execute(&mut *tx)
             .await?;
         }

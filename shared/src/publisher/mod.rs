@@ -130,6 +130,14 @@ pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Res
             Ok(())
         }
     });
+    worker.tasks.ready(crate::sold_out::CONFIRM_TASK);
+    let confirmations = worker.tasks.spawn(crate::sold_out::CONFIRM_TASK, {
+        let (db, shutdown) = (worker.db.clone(), worker.shutdown.clone());
+        async move {
+            crate::sold_out::confirm(db, shutdown).await;
+            Ok(())
+        }
+    });
     // Not ready until the marketplaces table has been read once: before
     // that, no marketplace's consumers are registered to hold it back.
     worker.tasks.set(MARKETPLACES_TASK, TaskState::Starting);
@@ -162,5 +170,6 @@ pub async fn run(worker: crate::worker::Worker, options: Options) -> anyhow::Res
     }
     consumers.stop_all().await;
     schedule.await.ok();
+    confirmations.await.ok();
     worker.stop(result).await
 }

@@ -104,7 +104,7 @@ impl PublisherHandler {
         .map_err(handler_error)?;
         let target = row.target as i32;
         // When it landed: orders placed before it were overwritten (estimate.rs).
-        effects.record_shown(stock_id, target, chrono::Utc::now());
+        effects.record_pushed(stock_id, target, chrono::Utc::now());
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
         effects.notes.push(SyncNote {
             key: self.key(stock_id, &row),
