@@ -203,7 +203,9 @@ impl PublisherHandler {
         let ids: Vec<i64> = groups.keys().copied().collect();
         let rows = self.load_rows(&ids).await?;
         let mut done = Vec::new();
-        // Decreases first: they are what keeps the marketplace from overselling.
+        // Decreases first: they are what keeps the marketplace from
+        // overselling; of them, a pool's sale on another marketplace first
+        // (that unit is sold, and every other marketplace still shows it).
         let mut ordered: Vec<(i64, Group)> = Vec::with_capacity(groups.len());
         for (stock_id, group) in groups {
             match rows.get(&stock_id) {
@@ -217,7 +219,9 @@ impl PublisherHandler {
                 )),
             }
         }
-        ordered.sort_by_key(|(stock_id, _)| !rows[stock_id].is_decrease());
+        ordered.sort_by_key(|(stock_id, group)| {
+            lane(rows[stock_id].is_decrease(), group.origin.is_some())
+        });
         let outage = Outage::default();
         let (outage, rows) = (&outage, &rows);
         let pushes: Vec<_> = futures::stream::iter(ordered)
@@ -246,6 +250,16 @@ impl PublisherHandler {
             done.push((carrier, result));
         }
         Ok((done, effects))
+    }
+}
+
+/// The order a batch's pushes start in (lowest first): decreases caused by
+/// a sale elsewhere in the row's pool, other decreases, then the rest.
+fn lane(decrease: bool, pool_sale: bool) -> u8 {
+    match (decrease, pool_sale) {
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, _) => 2,
     }
 }
 
@@ -302,6 +316,22 @@ mod tests {
             origin: None,
         };
         incoming(STOCK_CHANGED, "bm", serde_json::to_value(change).unwrap())
+    }
+
+    #[test]
+    fn a_pools_sale_elsewhere_is_pushed_before_other_decreases_and_increases() {
+        let mut pushes = vec![
+            ("increase", lane(false, false)),
+            ("pooled increase", lane(false, true)),
+            ("decrease", lane(true, false)),
+            ("pooled sale", lane(true, true)),
+        ];
+        pushes.sort_by_key(|(_, lane)| *lane);
+        let order: Vec<&str> = pushes.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            order,
+            ["pooled sale", "decrease", "increase", "pooled increase"]
+        );
     }
 
     #[test]
