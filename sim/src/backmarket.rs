@@ -2,7 +2,7 @@
 
 use crate::pages::{QueryPairs, page_and_size, param, slice, url_with_page};
 use crate::state::{
-    CareCase, ItemSelector, Listing, Marketplace, MarketplaceState, MoveError, Order,
+    CareCase, ItemSelector, Listing, Marketplace, MarketplaceState, MoveError, Order, Shipment,
     backmarket_order_state, parse_time,
 };
 use crate::{Reject, Sim, money};
@@ -274,11 +274,14 @@ async fn update_order(
             if result.is_ok() {
                 let mut inner = sim.lock();
                 if let Some(order) = inner.mp(MP).orders.get_mut(&id) {
+                    // The merchant's parcel, in place of the one the move recorded.
                     let text = |key: &str| body[key].as_str().map(str::to_owned);
-                    order.tracking_number = Some(tracking.to_owned());
-                    order.tracking_url = text("tracking_url");
-                    order.shipper = text("shipper");
-                    order.shipped_at = Some(order.modified_at);
+                    let shipment = Shipment {
+                        tracking_number: tracking.to_owned(),
+                        shipper: text("shipper"),
+                        tracking_url: text("tracking_url"),
+                    };
+                    order.ship(shipment, order.modified_at);
                 }
             }
             result
@@ -330,31 +333,46 @@ async fn get_listing(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Res
     listing_response(sim.lock().listing_by_id(MP, &id))
 }
 
-/// `POST /ws/listings/{id}`: applies at once; 400 bodies are bare JSON strings.
+/// `POST /ws/listings/{id}`: `quantity` and `price` apply at once (a push
+/// is recorded only for a quantity); 400 bodies are bare JSON strings and
+/// nothing is applied then.
 async fn update_listing(
     State(sim): State<Arc<Sim>>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Response {
     let mut inner = sim.lock();
-    let Some(listing) = inner.listing_by_id(MP, &id) else {
+    let Some(mut listing) = inner.listing_by_id(MP, &id) else {
         return reject(StatusCode::NOT_FOUND, "not_found", "Listing not found");
     };
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, Json(json!(message))).into_response();
     let quantity = match &body["quantity"] {
-        Value::Null => listing.quantity,
+        Value::Null => None,
         // The document allows an integer or a string ("8").
         value => match value
             .as_u64()
             .or_else(|| value.as_str().and_then(|text| text.trim().parse().ok()))
         {
-            Some(quantity) => quantity as i64,
-            None => {
-                let message = "quantity must be a positive integer";
-                return (StatusCode::BAD_REQUEST, Json(json!(message))).into_response();
-            }
+            Some(quantity) => Some(quantity as i64),
+            None => return bad("quantity must be a positive integer"),
         },
     };
-    listing_response(inner.push_quantity(MP, &listing.sku, quantity))
+    let price = match &body["price"] {
+        Value::Null => None,
+        value => match value.as_str().and_then(money::parse_price) {
+            Some(cents) => Some(money::format(cents)),
+            None => return bad("price must be a decimal string with at most 2 decimals"),
+        },
+    };
+    if let Some(price) = price {
+        listing = inner.set_price(MP, &listing.sku, price).unwrap_or(listing);
+    }
+    if let Some(quantity) = quantity {
+        listing = inner
+            .push_quantity(MP, &listing.sku, quantity)
+            .unwrap_or(listing);
+    }
+    Json(render_one_listing(&listing)).into_response()
 }
 
 async fn list_care(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {

@@ -3,8 +3,11 @@
 
 use crate::Sim;
 use crate::generator::{self, GeneratorConfig};
-use crate::state::{CareCase, Faults, ItemSelector, Limits, Marketplace, MoveError, OrderRefused};
+use crate::state::{
+    CareCase, Faults, ItemSelector, Limits, Marketplace, MoveError, OrderRefused, Outage,
+};
 use crate::webhook::WebhookRequest;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -369,17 +372,23 @@ async fn list_faults(State(sim): State<Arc<Sim>>) -> Json<BTreeMap<Marketplace, 
     )
 }
 
+/// Replaces a marketplace's faults; an unknown field, a wrong type or a
+/// value out of range is refused with 400 naming the field. A timed outage
+/// starts now.
 async fn set_faults(
     State(sim): State<Arc<Sim>>,
     Path(code): Path<String>,
-    Json(faults): Json<Faults>,
+    body: std::result::Result<Json<Faults>, JsonRejection>,
 ) -> Response {
-    if !(0.0..=1.0).contains(&faults.error_rate) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "error_rate must be between 0 and 1",
-        );
+    let mut faults = match body {
+        Ok(Json(faults)) => faults,
+        // axum's message names the field and what was wrong with it.
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    if let Err(message) = faults.validate() {
+        return error(StatusCode::BAD_REQUEST, message);
     }
+    faults.outage = faults.outage_secs.map(Outage::starting_now);
     respond(marketplace(&code).map(|mp| {
         sim.lock().mp(mp).faults = faults.clone();
         faults

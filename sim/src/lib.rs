@@ -9,6 +9,7 @@
 // boxing it would only add noise on a test server.
 #![allow(clippy::result_large_err)]
 
+mod auth;
 mod backmarket;
 mod control;
 mod generator;
@@ -16,6 +17,7 @@ mod guard;
 mod money;
 mod oauth;
 mod pages;
+mod php_input;
 mod rates;
 mod refurbed;
 pub mod state;

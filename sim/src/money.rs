@@ -20,6 +20,26 @@ fn cents(price: &str) -> i64 {
     }
 }
 
+/// A price a merchant writes: a decimal string with at most two decimals
+/// ("289", "289.5", "289.00"), in cents; None for anything else.
+pub(crate) fn parse_price(text: &str) -> Option<i64> {
+    let (units, fraction) = match text.split_once('.') {
+        Some((_, "")) => return None,
+        Some(parts) => parts,
+        None => (text, ""),
+    };
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if units.is_empty() || !digits(units) || !digits(fraction) || fraction.len() > 2 {
+        return None;
+    }
+    let fraction = format!("{fraction:0<2}").parse::<i64>().ok()?;
+    units
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(fraction)
+}
+
 pub(crate) fn format(cents: i64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
@@ -54,5 +74,17 @@ mod tests {
         assert_eq!(cents("1.aé"), UNLISTED_PRICE_CENTS);
         assert_eq!(format(29925 + 19900), "498.25");
         assert_eq!(format(5), "0.05");
+    }
+
+    #[test]
+    fn merchant_prices_have_at_most_two_decimals() {
+        assert_eq!(parse_price("289.00"), Some(28900));
+        assert_eq!(parse_price("289.5"), Some(28950));
+        assert_eq!(parse_price("289"), Some(28900));
+        for bad in [
+            "289.001", "289.", ".5", "-1.00", "+1", "1,50", " 289", "abc", "", "1e3",
+        ] {
+            assert_eq!(parse_price(bad), None, "{bad:?}");
+        }
     }
 }

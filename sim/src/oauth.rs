@@ -52,7 +52,8 @@ pub(crate) struct SignedRequest<'a> {
     pub method: &'a str,
     /// `http://host[:port]/path`, without the query.
     pub base_uri: String,
-    /// The decoded query pairs, oauth_* included.
+    /// The decoded query as PHP reads it (one value per key, the last
+    /// occurrence winning: php_input.rs), oauth_* included.
     pub query: Vec<(String, String)>,
     pub now: i64,
 }

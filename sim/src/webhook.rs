@@ -1,5 +1,5 @@
 //! WooCommerce webhook delivery: `order.created` / `order.updated` POSTed to
-//! a configured URL, signed as WooCommerce signs them, one at a time in
+//! a configured URL, signed and named (User-Agent) as WooCommerce sends them, one at a time in
 //! order (a queue and one worker), disabled after more than 5 failures in a row.
 
 use base64::Engine;
@@ -15,6 +15,11 @@ use tokio::sync::mpsc;
 
 /// WooCommerce disables a webhook after more than this many failures in a row.
 const MAX_FAILURES: u32 = 5;
+/// The versions the simulated store names in its deliveries' User-Agent,
+/// `WooCommerce/<WC_VERSION> Hookshot (WordPress/<wp_version>)` as
+/// class-wc-webhook.php sends it.
+const WOOCOMMERCE_VERSION: &str = "9.8.5";
+const WORDPRESS_VERSION: &str = "6.8.1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Topic {
@@ -186,6 +191,9 @@ async fn deliver(registry: Arc<Mutex<Registry>>, mut jobs: mpsc::UnboundedReceiv
     // WooCommerce gives a receiver a few seconds; a slow one counts as a failure.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .user_agent(format!(
+            "WooCommerce/{WOOCOMMERCE_VERSION} Hookshot (WordPress/{WORDPRESS_VERSION})"
+        ))
         .build()
         .unwrap_or_default();
     while let Some(job) = jobs.recv().await {

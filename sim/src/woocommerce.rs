@@ -1,9 +1,10 @@
 //! The WooCommerce-like REST API v3 under `/woocommerce/wp-json/wc/v3/…`.
 
 use crate::pages::{QueryPairs, page_and_size, param, slice, url_with_page};
+use crate::php_input::{PhpQuery, rest_integer};
 use crate::state::{Listing, Marketplace, MarketplaceState, MoveError, Order, parse_time};
 use crate::{Reject, Sim, money};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -191,7 +192,7 @@ fn time_param(query: &QueryPairs, key: &str) -> Result<Option<DateTime<Utc>>, Re
         .transpose()
 }
 
-async fn list_orders(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {
+async fn list_orders(State(sim): State<Arc<Sim>>, PhpQuery(query): PhpQuery) -> Response {
     let statuses: Option<Vec<&str>> = param(&query, "status")
         .filter(|s| *s != "any")
         .map(|s| s.split(',').map(str::trim).collect());
@@ -285,7 +286,7 @@ async fn update_order(
     }
 }
 
-async fn list_products(State(sim): State<Arc<Sim>>, Query(query): Query<QueryPairs>) -> Response {
+async fn list_products(State(sim): State<Arc<Sim>>, PhpQuery(query): PhpQuery) -> Response {
     // `sku=A,B` matches exactly, variations included; without it only
     // products are listed (variations live under their parent).
     let skus: Option<Vec<&str>> = param(&query, "sku").map(|s| s.split(',').collect());
@@ -350,25 +351,30 @@ async fn get_variation(
 }
 
 /// Applies `{"stock_quantity": n}` to a product (or a variation of
-/// `parent`); Err(code, message) per item.
+/// `parent`); Err(code, message) per item. The quantity is validated
+/// first, as WordPress checks a request's parameters before its handler
+/// looks anything up: an integer as `rest_is_integer` takes it ("7" too).
 fn apply_stock(
     sim: &Sim,
     parent: Option<&str>,
     id: &str,
     body: &Value,
 ) -> Result<Listing, (&'static str, &'static str)> {
+    let quantity = match &body["stock_quantity"] {
+        Value::Null => None,
+        value => Some(
+            rest_integer(value)
+                .ok_or(("rest_invalid_param", "Invalid parameter(s): stock_quantity"))?,
+        ),
+    };
     let listing = listing_at(sim, parent, id)
         .ok_or(("woocommerce_rest_product_invalid_id", "Invalid ID."))?;
-    match &body["stock_quantity"] {
-        Value::Null => Ok(listing),
-        value => {
-            let quantity = value
-                .as_i64()
-                .ok_or(("rest_invalid_param", "Invalid parameter(s): stock_quantity"))?;
-            sim.lock()
-                .push_quantity(MP, &listing.sku, quantity)
-                .ok_or(("woocommerce_rest_product_invalid_id", "Invalid ID."))
-        }
+    match quantity {
+        None => Ok(listing),
+        Some(quantity) => sim
+            .lock()
+            .push_quantity(MP, &listing.sku, quantity)
+            .ok_or(("woocommerce_rest_product_invalid_id", "Invalid ID.")),
     }
 }
 

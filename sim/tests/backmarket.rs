@@ -130,12 +130,7 @@ async fn unpaid_lines_are_unpaid_and_the_control_api_moves_them() {
         )
         .await;
     assert_eq!(status, 409);
-    env.control
-        .post(
-            &format!("/orders/{BM}/{}/status", id(&order)),
-            json!({"status": "1"}),
-        )
-        .await;
+    env.control.move_order(BM, &id(&order), "1").await;
     let seen = adapter.get_order(&id(&order)).await.unwrap();
     assert_eq!(seen.items[0].status, Some(OrderStatus::Pending));
     assert!(seen.items[0].needs_acceptance);
@@ -169,12 +164,7 @@ async fn modified_sync_sees_orders_that_left_the_default_listing() {
     let before = Utc::now() - Days::seconds(5);
     let open = env.control.order(BM, &[("A", 1)], "1").await;
     let cancelled = env.control.order(BM, &[("A", 1)], "1").await;
-    env.control
-        .post(
-            &format!("/orders/{BM}/{}/status", id(&cancelled)),
-            json!({"status": "4"}),
-        )
-        .await;
+    env.control.move_order(BM, &id(&cancelled), "4").await;
     let adapter = env.adapter(BM);
     // Without `state`, Back Market hides state 8 (every line cancelled).
     let default_page = adapter

@@ -11,25 +11,7 @@ const BM: &str = "backmarket";
 
 /// A raw Back Market call with the documented headers.
 async fn call(env: &Env, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = if path.starts_with("http") {
-        path.to_owned()
-    } else {
-        format!("{}{path}", env.sim.base_url(BM))
-    };
-    let mut request = reqwest::Client::new()
-        .request(method, url)
-        .header(
-            "Authorization",
-            format!("Basic {}", credentials().backmarket_token),
-        )
-        .header("User-Agent", "BM-stockfleet-tests;dev@example.com")
-        .header("Accept-Language", "fr-fr");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    env.call(BM, method, path, body).await
 }
 
 async fn get(env: &Env, path: &str) -> Value {
@@ -161,6 +143,97 @@ async fn shipping_keeps_tracking_url_and_shipper_and_dates_the_shipment() {
         get(&env, &path).await["tracking_url"],
         "https://ups.example/1Z999"
     );
+}
+
+#[tokio::test]
+async fn orders_shipped_through_the_control_api_carry_a_parcel_and_its_date() {
+    let env = start().await;
+    let placed_shipped = env.control.order(BM, &[("A", 1)], "3").await;
+    let accepted = env.control.order(BM, &[("B", 1)], "2").await;
+    let accepted_path = format!("/ws/orders/{}", id(&accepted));
+    let before = get(&env, &accepted_path).await;
+    assert_eq!(
+        (&before["date_shipping"], &before["tracking_number"]),
+        (&Value::Null, &Value::Null)
+    );
+    env.control.move_order(BM, &id(&accepted), "3").await;
+
+    let mut numbers = Vec::new();
+    for order in [&placed_shipped, &accepted] {
+        let path = format!("/ws/orders/{}", id(order));
+        let shipped = get(&env, &path).await;
+        check_order(&path, &shipped);
+        assert_eq!(shipped["state"], 9, "{shipped}");
+        for field in [
+            "date_shipping",
+            "tracking_number",
+            "tracking_url",
+            "shipper",
+        ] {
+            assert!(shipped[field].is_string(), "{path}.{field}: {shipped}");
+        }
+        assert!(
+            shipped["date_shipping"].as_str() >= shipped["date_creation"].as_str(),
+            "{shipped}"
+        );
+        let number = shipped["tracking_number"].as_str().unwrap().to_owned();
+        assert!(shipped["tracking_url"].as_str().unwrap().contains(&number));
+        numbers.push(number);
+    }
+    assert_ne!(numbers[0], numbers[1], "each parcel its own number");
+}
+
+#[tokio::test]
+async fn a_listing_price_write_applies_the_price_and_pushes_no_quantity() {
+    let env = start().await;
+    let listing = priced_listing(&env, "IPH12", "160.99").await;
+    let path = format!("/ws/listings/{}", listing["id"]);
+    let post = |body: Value| call(&env, reqwest::Method::POST, &path, Some(body));
+
+    let (status, updated) = post(json!({"price": "289.00"})).await;
+    assert_eq!(status, 200, "{updated}");
+    check("update", BM_SINGLE_LISTING, &updated);
+    assert_eq!(
+        (&updated["price"], &updated["quantity"]),
+        (&json!("289.00"), &json!(20))
+    );
+    assert_eq!(get(&env, &path).await["price"], "289.00");
+    assert_eq!(
+        env.control.pushes().await["history"],
+        json!([]),
+        "no quantity was written"
+    );
+
+    for bad in [
+        json!({"price": "289.001"}),
+        json!({"price": "abc"}),
+        json!({"price": 289}),
+        json!({"price": "-1.00"}),
+        json!({"price": "12", "quantity": "eight"}),
+        json!({"price": "1.2.3", "quantity": 3}),
+    ] {
+        let (status, body) = post(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body.is_string(),
+            "listing writes answer a JSON string: {body}"
+        );
+    }
+    let unchanged = get(&env, &path).await;
+    assert_eq!(
+        (&unchanged["price"], &unchanged["quantity"]),
+        (&json!("289.00"), &json!(20))
+    );
+
+    let (status, both) = post(json!({"price": "150.5", "quantity": 3})).await;
+    assert_eq!(status, 200, "{both}");
+    assert_eq!(
+        (&both["price"], &both["quantity"]),
+        (&json!("150.50"), &json!(3))
+    );
+    let history = env.control.pushes().await["history"].clone();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["quantity"], 3);
 }
 
 #[tokio::test]

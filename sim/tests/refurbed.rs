@@ -222,20 +222,8 @@ async fn returns_are_the_care_sync() {
 
 /// A raw gateway call to the simulator's Refurbed API.
 async fn gateway(env: &Env, method: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/refb.merchant.v1.{method}",
-            env.sim.base_url(RF)
-        ))
-        .header(
-            "authorization",
-            format!("Plain {}", credentials().refurbed_token),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let path = format!("/refb.merchant.v1.{method}");
+    env.call(RF, reqwest::Method::POST, &path, Some(body)).await
 }
 
 /// The simulator's log of Refurbed requests whose path ends with `method`.

@@ -307,3 +307,113 @@ async fn webhooks_are_signed_like_woocommerce() {
         "the secret is never shown"
     );
 }
+
+/// Whether `agent` is `WooCommerce/<version> Hookshot (WordPress/<version>)`.
+fn is_hookshot(agent: &str) -> bool {
+    let is_version = |v: &str| !v.is_empty() && v.split('.').all(|n| n.parse::<u32>().is_ok());
+    agent
+        .strip_prefix("WooCommerce/")
+        .and_then(|rest| rest.split_once(" Hookshot (WordPress/"))
+        .and_then(|(woo, rest)| Some((woo, rest.strip_suffix(')')?)))
+        .is_some_and(|(woo, wordpress)| is_version(woo) && is_version(wordpress))
+}
+
+#[tokio::test]
+async fn webhook_deliveries_name_woocommerce_hookshot_as_their_user_agent() {
+    let env = start().await;
+    let (url, mut deliveries) = receiver().await;
+    env.control
+        .put("/webhooks/woocommerce", json!({"url": url, "secret": "s"}))
+        .await;
+    env.control.order(WOO, &[("A", 1)], "processing").await;
+    for expected in ["ping", "order.created"] {
+        let (headers, _) = next(&mut deliveries).await;
+        let topic = headers
+            .get("x-wc-webhook-topic")
+            .map_or("ping", |t| t.to_str().unwrap());
+        assert_eq!(topic, expected);
+        let agent = headers["user-agent"].to_str().unwrap();
+        assert!(is_hookshot(agent), "{expected}: {agent}");
+    }
+    assert!(
+        !is_hookshot("WooCommerce/9.8 Hookshot"),
+        "the checker checks"
+    );
+}
+
+async fn put_stock(env: &Env, path: &str, value: Value) -> (u16, Value) {
+    let body = json!({"stock_quantity": value});
+    env.call(WOO, reqwest::Method::PUT, path, Some(body)).await
+}
+
+#[tokio::test]
+async fn stock_quantity_takes_an_integer_or_a_string_of_one_as_wordpress_does() {
+    let env = start().await;
+    let listing = |body: Value| {
+        let control = &env.control;
+        async move {
+            control.post("/listings", body).await[0]["listing"]["id"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let product = listing(json!({"marketplace": WOO, "sku": "MBA", "quantity": 6})).await;
+    let variation =
+        listing(json!({"marketplace": WOO, "sku": "MBA-16GB", "quantity": 4, "variation_of": 500}))
+            .await;
+    let product_path = format!("/wp-json/wc/v3/products/{product}");
+    for (value, expected) in [
+        (json!("7"), 7),
+        (json!(" 8"), 8),
+        (json!("9.0"), 9),
+        (json!(2), 2),
+    ] {
+        let (status, body) = put_stock(&env, &product_path, value.clone()).await;
+        assert_eq!(
+            (status, &body["stock_quantity"]),
+            (200, &json!(expected)),
+            "{value}: {body}"
+        );
+    }
+    for value in [json!("7.5"), json!("abc"), json!(""), json!(true)] {
+        let (status, body) = put_stock(&env, &product_path, value.clone()).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("rest_invalid_param")),
+            "{value}: {body}"
+        );
+        assert_eq!(body["message"], "Invalid parameter(s): stock_quantity");
+    }
+    assert_eq!(
+        env.control.pushes().await["current"][WOO]["MBA"],
+        2,
+        "refusals change nothing"
+    );
+
+    let variation_path = format!("/wp-json/wc/v3/products/500/variations/{variation}");
+    let (status, body) = put_stock(&env, &variation_path, json!("3")).await;
+    assert_eq!(
+        (status, &body["stock_quantity"]),
+        (200, &json!(3)),
+        "{body}"
+    );
+    let (status, _) = put_stock(&env, &variation_path, json!("3.5")).await;
+    assert_eq!(status, 400);
+
+    let batch = json!({"update": [{"id": product, "stock_quantity": "5"},
+                                  {"id": product, "stock_quantity": "5.5"}]});
+    let (status, body) = env
+        .call(
+            WOO,
+            reqwest::Method::POST,
+            "/wp-json/wc/v3/products/batch",
+            Some(batch),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["update"][0]["stock_quantity"], 5, "{body}");
+    assert_eq!(
+        body["update"][1]["error"]["code"], "rest_invalid_param",
+        "{body}"
+    );
+}

@@ -285,3 +285,205 @@ async fn the_adapter_signs_over_http_and_the_simulator_accepts_it() {
         "{paths:?}"
     );
 }
+
+/// The URL shape of WooCommerce's official clients over plain HTTP (PyPI
+/// `WooCommerce`; npm's puts the copy before the OAuth parameters): the
+/// signed URL, then every non-OAuth query parameter again, here `repeated`.
+fn with_query_repeated(signed_url: &str, repeated: &[(&str, &str)]) -> String {
+    let tail: Vec<String> = repeated
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    format!("{signed_url}&{}", tail.join("&"))
+}
+
+/// A GET answered with its status, pagination headers and body.
+async fn get_page(url: &str) -> (u16, [Option<String>; 3], Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let header = |name: &str| {
+        let value = response.headers().get(name)?;
+        Some(value.to_str().unwrap().to_owned())
+    };
+    let headers = [
+        header("x-wp-total"),
+        header("x-wp-totalpages"),
+        header("link"),
+    ];
+    let status = response.status().as_u16();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_official_clients_repeated_query_lists_orders_page_by_page() {
+    let env = start().await;
+    for _ in 0..12 {
+        env.control.order(WOO, &[("A", 1)], "processing").await;
+    }
+    for (page, nonce, rels) in [
+        ("1", "page1", &["next"][..]),
+        ("2", "page2", &["prev", "next"]),
+    ] {
+        let query = [("per_page", "5"), ("page", page)];
+        let signed = signed_url(&env, "GET", "/orders", &query, Method::Sha256, nonce, now());
+        let url = with_query_repeated(&signed, &query);
+        let (status, [total, pages, link], body) = get_page(&url).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.as_array().unwrap().len(), 5);
+        assert_eq!(
+            (total.as_deref(), pages.as_deref()),
+            (Some("12"), Some("3"))
+        );
+        let link = link.unwrap();
+        for rel in rels {
+            let target = link
+                .split(", ")
+                .find(|part| part.ends_with(&format!("rel=\"{rel}\"")))
+                .unwrap_or_else(|| panic!("no {rel} in {link}"));
+            // Links carry the query as WooCommerce read it: one value per key.
+            assert_eq!(target.matches("per_page=5").count(), 1, "{target}");
+            assert_eq!(
+                target.matches("page=").count(),
+                2,
+                "per_page and page: {target}"
+            );
+        }
+        // Strict still: the same URL again is a replayed nonce.
+        let (status, _, body) = get_page(&url).await;
+        assert_eq!(
+            (status, &body["message"]),
+            (401, &json!("Invalid nonce - nonce has already been used."))
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_official_clients_repeated_query_finds_a_product_by_sku() {
+    let env = start().await;
+    env.control.listing(WOO, "IPH12", 4).await;
+    env.control.listing(WOO, "PIX7", 2).await;
+    let query = [("sku", "IPH12")];
+    let signed = signed_url(&env, "GET", "/products", &query, Method::Sha1, "sku", now());
+    let (status, body) = send(
+        reqwest::Method::GET,
+        &with_query_repeated(&signed, &query),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let products = body.as_array().unwrap();
+    assert_eq!(products.len(), 1, "{body}");
+    assert_eq!(
+        (&products[0]["sku"], &products[0]["stock_quantity"]),
+        (&json!("IPH12"), &json!(4))
+    );
+}
+
+#[tokio::test]
+async fn the_last_occurrence_of_a_key_is_what_is_signed_and_served() {
+    let env = start().await;
+    for _ in 0..12 {
+        env.control.order(WOO, &[("A", 1)], "processing").await;
+    }
+    let signed_five = [("per_page", "5"), ("page", "1")];
+    // The repeat after the signature says 6 where 5 was signed: PHP reads 6.
+    let signed = signed_url(
+        &env,
+        "GET",
+        "/orders",
+        &signed_five,
+        Method::Sha256,
+        "n1",
+        now(),
+    );
+    let tampered = with_query_repeated(&signed, &[("per_page", "6"), ("page", "1")]);
+    let (status, body) = send(reqwest::Method::GET, &tampered, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["message"],
+        "Invalid signature - provided signature does not match."
+    );
+    // The first occurrence changed, the last one as signed: accepted, and
+    // the handler serves the value that was checked (5, not 3).
+    let signed = signed_url(
+        &env,
+        "GET",
+        "/orders",
+        &signed_five,
+        Method::Sha256,
+        "n2",
+        now(),
+    );
+    let first_changed = signed.replacen("per_page=5", "per_page=3", 1);
+    assert_ne!(first_changed, signed);
+    let url = with_query_repeated(&first_changed, &signed_five);
+    let (status, body) = send(reqwest::Method::GET, &url, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn anonymous_reads_of_one_item_cannot_view_it_and_batches_cannot_batch() {
+    let env = start().await;
+    let order = env.control.order(WOO, &[("A", 1)], "processing").await;
+    let created = env
+        .control
+        .post(
+            "/listings",
+            json!({"marketplace": WOO, "sku": "V", "quantity": 1, "variation_of": 500}),
+        )
+        .await;
+    let variation = &created[0]["listing"]["id"];
+    let product = env
+        .control
+        .post(
+            "/listings",
+            json!({"marketplace": WOO, "sku": "P", "quantity": 1}),
+        )
+        .await[0]["listing"]["id"]
+        .clone();
+    let api = format!("{}/wp-json/wc/v3", env.sim.base_url(WOO));
+    let view = (
+        "woocommerce_rest_cannot_view",
+        "Sorry, you cannot view this resource.",
+    );
+    let list = (
+        "woocommerce_rest_cannot_view",
+        "Sorry, you cannot list resources.",
+    );
+    let cases = [
+        (
+            reqwest::Method::GET,
+            format!("/orders/{}", order["id"]),
+            view,
+        ),
+        (reqwest::Method::GET, format!("/products/{product}"), view),
+        (
+            reqwest::Method::GET,
+            format!("/products/500/variations/{variation}"),
+            view,
+        ),
+        (reqwest::Method::GET, "/orders".to_owned(), list),
+        (reqwest::Method::GET, "/products?sku=V".to_owned(), list),
+        (
+            reqwest::Method::POST,
+            "/products/batch".to_owned(),
+            (
+                "woocommerce_rest_cannot_batch",
+                "Sorry, you are not allowed to batch manipulate this resource.",
+            ),
+        ),
+    ];
+    for (method, path, (code, message)) in cases {
+        let body = (method == reqwest::Method::POST).then(|| json!({"update": []}));
+        let (status, answer) = send(method, &format!("{api}{path}"), body).await;
+        assert_eq!(
+            (status, &answer["code"], &answer["message"]),
+            (401, &json!(code), &json!(message)),
+            "{path}"
+        );
+    }
+}

@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_pools_sale_elsewhere_is_pushed_before_other_decreases_and_increases() {
-        let mut pushes = vec![
+        let mut pushes = [
             ("increase", lane(false, false)),
             ("pooled increase", lane(false, true)),
             ("decrease", lane(true, false)),

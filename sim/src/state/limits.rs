@@ -1,31 +1,11 @@
-//! Faults and rate limits: what the guard decides for one request.
+//! Rate limits, and what the guard decides for one request under them and
+//! the faults (faults.rs).
 
 use super::{Inner, Marketplace};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-/// Faults injected into one marketplace's API.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// Added before every answer.
-    pub latency_ms: u64,
-    /// The request is carried out, then its answer held back this long: a
-    /// client that dies meanwhile never learns that its write was applied.
-    pub answer_delay_ms: u64,
-    /// Share of requests answered 500, 0..1.
-    pub error_rate: f64,
-    /// Every request answered 429 with this Retry-After (seconds).
-    pub rate_limit_storm_secs: Option<u64>,
-    /// Requests hang this long (beyond the client's timeout), then 504.
-    pub timeout_ms: Option<u64>,
-    /// 2xx bodies replaced by truncated JSON.
-    pub malformed: bool,
-    /// Every request answered 503.
-    pub down: bool,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RateLimit {
@@ -70,6 +50,10 @@ impl Window {
 /// What the guard does with one request, decided under the lock.
 pub enum Admission {
     Down,
+    /// A timed outage (`outage_secs`), until then.
+    Outage {
+        until: DateTime<Utc>,
+    },
     TooMany {
         retry_after_secs: u64,
     },
@@ -92,6 +76,13 @@ impl Inner {
     ) -> Admission {
         let roll: f64 = self.rng.random();
         let state = self.mp(mp);
+        if let Some(outage) = state.faults.outage.as_mut()
+            && outage.refuses(Instant::now())
+        {
+            return Admission::Outage {
+                until: outage.until,
+            };
+        }
         let faults = state.faults.clone();
         if faults.down {
             return Admission::Down;

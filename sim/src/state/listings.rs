@@ -26,11 +26,14 @@ impl Listing {
         format!("{UUID_PREFIX}{:012x}", self.id)
     }
 }
+/// A quantity write received through a marketplace API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Push {
     pub marketplace: Marketplace,
     pub sku: String,
     pub quantity: i64,
+    /// False when the ack-without-apply fault answered it without storing it.
+    pub applied: bool,
     pub at: DateTime<Utc>,
 }
 impl Inner {
@@ -72,18 +75,33 @@ impl Inner {
         listing.clone()
     }
 
-    /// A merchant's stock write through a marketplace API: recorded as a push.
+    /// A merchant's stock write through a marketplace API, recorded as a
+    /// push; returns the listing as the answer shows it. Under the
+    /// ack-without-apply fault the stored quantity stays and the push is
+    /// marked not applied, while the answer still shows the quantity asked
+    /// for, as a backend that drops writes would.
     pub fn push_quantity(&mut self, mp: Marketplace, sku: &str, quantity: i64) -> Option<Listing> {
-        let listing = self.mp(mp).listings.get_mut(sku)?;
-        listing.quantity = quantity;
-        let listing = listing.clone();
+        // A write to an unknown listing is refused: it uses no counted fault.
+        let stored = self.mp(mp).listings.get(sku)?.clone();
+        let applied = !self.acks_without_applying(mp);
+        if applied && let Some(listing) = self.mp(mp).listings.get_mut(sku) {
+            listing.quantity = quantity;
+        }
         self.pushes.push(Push {
             marketplace: mp,
             sku: sku.to_owned(),
             quantity,
+            applied,
             at: Utc::now(),
         });
-        Some(listing)
+        Some(Listing { quantity, ..stored })
+    }
+
+    /// A merchant's price write through a marketplace API (no push: pushes are quantities).
+    pub fn set_price(&mut self, mp: Marketplace, sku: &str, price: String) -> Option<Listing> {
+        let listing = self.mp(mp).listings.get_mut(sku)?;
+        listing.price = price;
+        Some(listing.clone())
     }
 
     /// By numeric id or Back Market's UUID form of it.

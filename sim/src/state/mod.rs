@@ -3,16 +3,18 @@
 //! Handlers lock, change, unlock; nothing awaits while holding the lock.
 //! Each concern is one file; `Inner` is extended by each.
 
+mod faults;
 mod limits;
 mod listings;
 mod marketplace;
 mod orders;
 
-pub use limits::{Admission, Faults, Limits, RateLimit};
+pub use faults::{Faults, Outage};
+pub use limits::{Admission, Limits, RateLimit};
 pub use listings::{Listing, Push};
 pub use marketplace::{Marketplace, REFURBED_ITEM_STATES, WOO_STATUSES};
 pub use orders::{
-    CareCase, Item, ItemSelector, MoveError, Order, OrderRefused, backmarket_order_state,
+    CareCase, Item, ItemSelector, MoveError, Order, OrderRefused, Shipment, backmarket_order_state,
     refurbed_order_state,
 };
 

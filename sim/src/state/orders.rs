@@ -50,6 +50,52 @@ pub struct Order {
     pub shipped_at: Option<DateTime<Utc>>,
 }
 
+/// Back Market: the parcel a shipped order carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipment {
+    pub tracking_number: String,
+    pub shipper: Option<String>,
+    pub tracking_url: Option<String>,
+}
+
+impl Shipment {
+    /// A parcel for an order shipped outside the seller API (the control
+    /// API, or placed shipped): a UPS-like number unique to the order.
+    fn simulated(order_id: u64) -> Self {
+        let tracking_number = format!("1ZSIM{order_id:013}");
+        Shipment {
+            tracking_url: Some(format!(
+                "https://www.ups.com/track?tracknum={tracking_number}"
+            )),
+            shipper: Some("UPS".to_owned()),
+            tracking_number,
+        }
+    }
+}
+
+impl Order {
+    /// Records the parcel and when it left.
+    pub fn ship(&mut self, shipment: Shipment, at: DateTime<Utc>) {
+        self.tracking_number = Some(shipment.tracking_number);
+        self.shipper = shipment.shipper;
+        self.tracking_url = shipment.tracking_url;
+        self.shipped_at = Some(at);
+    }
+
+    /// Back Market: a line has left (shipped, 3, or refunded after
+    /// shipping, 6) and the order carries no parcel yet, as a real
+    /// shipped order always does.
+    fn record_parcel_once_shipped(&mut self, at: DateTime<Utc>) {
+        let shipped = self
+            .items
+            .iter()
+            .any(|i| matches!(i.state.as_str(), "3" | "6"));
+        if self.marketplace == Marketplace::BackMarket && shipped && self.shipped_at.is_none() {
+            self.ship(Shipment::simulated(self.id), at);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
     pub id: u64,
@@ -132,7 +178,7 @@ impl Inner {
                 listing.quantity = (listing.quantity - i64::from(*quantity)).max(0);
             }
         }
-        let order = Order {
+        let mut order = Order {
             id,
             marketplace: mp,
             status: state.to_owned(),
@@ -146,6 +192,7 @@ impl Inner {
             shipper: None,
             shipped_at: None,
         };
+        order.record_parcel_once_shipped(now);
         self.mp(mp).orders.insert(id, order.clone());
         Ok(order)
     }
@@ -207,6 +254,7 @@ impl Inner {
             for index in targets {
                 order.items[index].state = to.to_owned();
             }
+            order.record_parcel_once_shipped(now);
         }
         order.modified_at = now;
         Ok(order.clone())

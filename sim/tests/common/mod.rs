@@ -42,6 +42,42 @@ pub async fn start() -> Env {
 }
 
 impl Env {
+    /// A raw call to a marketplace API with its credentials (and Back
+    /// Market's mandatory headers): `path` under the marketplace's base URL,
+    /// or an absolute URL (Back Market's `next` links). Answers the status
+    /// and the JSON body (null when there is none).
+    pub async fn call(
+        &self,
+        code: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.sim.base_url(code))
+        };
+        let creds = self.sim.credentials();
+        let request = reqwest::Client::new().request(method, url);
+        let mut request = match code {
+            "backmarket" => request
+                .header("Authorization", format!("Basic {}", creds.backmarket_token))
+                .header("User-Agent", "BM-stockfleet-tests;dev@example.com")
+                .header("Accept-Language", "fr-fr"),
+            "refurbed" => {
+                request.header("Authorization", format!("Plain {}", creds.refurbed_token))
+            }
+            _ => request.basic_auth(&creds.woocommerce_key, Some(&creds.woocommerce_secret)),
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the simulator answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn adapter(&self, code: &str) -> Arc<dyn Marketplace> {
         let credential = self.sim.credentials().for_marketplace(code).unwrap();
         self.adapter_with(code, &credential, Duration::from_secs(5))
@@ -134,6 +170,12 @@ impl Control {
 
     pub async fn order_view(&self, marketplace: &str, id: &str) -> Value {
         self.get(&format!("/orders/{marketplace}/{id}")).await
+    }
+
+    /// Moves every item of an order that can legally move to a raw status.
+    pub async fn move_order(&self, marketplace: &str, id: &str, raw_status: &str) -> Value {
+        let path = format!("/orders/{marketplace}/{id}/status");
+        self.post(&path, json!({"status": raw_status})).await
     }
 
     pub async fn faults(&self, marketplace: &str, faults: Value) {
