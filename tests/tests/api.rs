@@ -458,19 +458,18 @@ fn sign(body: &[u8], secret: &str) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-#[tokio::test]
-async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
-    const SECRET: &str = "wh-secret";
-    let env = TestEnv::new().await;
-    let sim = env.sim().await;
-    sim.listing("woocommerce", "WOO-1", 5).await;
-    env.set_stock_on("woocommerce", "WOO-1", 5).await;
-    let events = env.observe("order.#").await;
-    let base = format!("http://127.0.0.1:{}", free_port());
+/// `stockfleet-api` on free ports with the WooCommerce webhook secret, once it
+/// answers: the process, its base URL and its health port.
+async fn api_with_webhook_secret(
+    env: &TestEnv,
+    secret: &str,
+) -> (tokio::process::Child, String, u16) {
+    let (base, health) = (format!("http://127.0.0.1:{}", free_port()), free_port());
     let api = env
         .command("stockfleet-api")
         .env("API_ADDR", base.trim_start_matches("http://"))
-        .env("WEBHOOK_SECRET_WOOCOMMERCE", SECRET)
+        .env("HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .env("WEBHOOK_SECRET_WOOCOMMERCE", secret)
         .kill_on_drop(true)
         .spawn()
         .expect("start stockfleet-api");
@@ -479,6 +478,19 @@ async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
         http.get(format!("{base}/login")).send().await.is_ok()
     })
     .await;
+    (api, base, health)
+}
+
+#[tokio::test]
+async fn woocommerce_webhooks_are_verified_and_stored_like_polled_orders() {
+    const SECRET: &str = "wh-secret";
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sim.listing("woocommerce", "WOO-1", 5).await;
+    env.set_stock_on("woocommerce", "WOO-1", 5).await;
+    let events = env.observe("order.#").await;
+    let (api, base, _) = api_with_webhook_secret(&env, SECRET).await;
+    let http = reqwest::Client::new();
 
     let hook = format!("{base}/webhooks/woocommerce/woocommerce");
     sim.put(
@@ -597,20 +609,8 @@ async fn a_webhook_order_is_bounded_by_field_a_long_note_is_stored_and_a_long_sk
     const SECRET: &str = "wh-secret";
     let env = TestEnv::new().await;
     env.set_stock_on("woocommerce", "WOO-NOTE", 5).await;
-    let (base, health) = (format!("http://127.0.0.1:{}", free_port()), free_port());
-    let api = env
-        .command("stockfleet-api")
-        .env("API_ADDR", base.trim_start_matches("http://"))
-        .env("HEALTH_ADDR", format!("127.0.0.1:{health}"))
-        .env("WEBHOOK_SECRET_WOOCOMMERCE", SECRET)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start stockfleet-api");
+    let (api, base, health) = api_with_webhook_secret(&env, SECRET).await;
     let http = reqwest::Client::new();
-    eventually("the api answers", || async {
-        http.get(format!("{base}/login")).send().await.is_ok()
-    })
-    .await;
     let hook = format!("{base}/webhooks/woocommerce/woocommerce");
     let deliver = |order: Value| {
         let body = serde_json::to_vec(&order).unwrap();
