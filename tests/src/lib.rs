@@ -589,6 +589,17 @@ pub async fn get_json(url: &str, token: Option<&str>) -> serde_json::Value {
     response.json().await.expect("a JSON body")
 }
 
+/// The body of a GET of `url` as text (a `/metrics` page).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .and_then(|response| response.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
 /// A TCP port free on this machine a moment ago, for a process that must be
 /// told its address before it starts.
 pub fn free_port() -> u16 {

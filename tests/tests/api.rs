@@ -10,7 +10,7 @@ use sha2::Sha256;
 use stockfleet::admin::tokens::{self, Role};
 use stockfleet::bus::{Exchange, QueueSpec};
 use stockfleet::ledger::Role as Worker;
-use stockfleet_tests::{TestEnv, created, eventually, free_port, get_json, terminate};
+use stockfleet_tests::{TestEnv, created, eventually, free_port, get_json, get_text, terminate};
 
 #[tokio::test]
 async fn tokens_and_roles_guard_every_change() {
@@ -657,14 +657,7 @@ async fn a_webhook_order_is_bounded_by_field_a_long_note_is_stored_and_a_long_sk
             .await,
         0
     );
-    let metrics = http
-        .get(format!("http://127.0.0.1:{health}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("http://127.0.0.1:{health}/metrics")).await;
     let counted = metrics.lines().find(|line| {
         line.starts_with("stockfleet_webhooks_rejected_total")
             && line.contains(r#"reason="field""#)

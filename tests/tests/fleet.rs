@@ -211,14 +211,7 @@ async fn health_readiness_and_metrics_are_served() {
     })
     .await;
     eventually("the locker counts what it handled", || async {
-        let metrics = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&format!("{base}/metrics")).await;
         metrics.contains(&format!(
             "stockfleet_messages_handled_total{{queue=\"{}.locker\"}} 1",
             env.prefix
