@@ -101,13 +101,16 @@ async fn a_marketplace_the_publisher_cannot_start_is_reported_down_until_it_star
         .queue_declare(blocking.as_str().into(), durable, Default::default())
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO marketplaces (code, name, kind, base_url, credential_env)
-         VALUES ('shopx', 'Shop X', 'woocommerce', 'http://127.0.0.1:9', 'WOOCOMMERCE_CREDENTIALS')",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
+    let add_shopx = || async {
+        sqlx::query(
+            "INSERT INTO marketplaces (code, name, kind, base_url, credential_env)
+             VALUES ('shopx', 'Shop X', 'woocommerce', 'http://127.0.0.1:9', 'WOOCOMMERCE_CREDENTIALS')",
+        )
+        .execute(&env.db)
+        .await
+        .unwrap();
+    };
+    add_shopx().await;
     eventually(
         "the marketplace it cannot start makes it not ready, by name",
         || async {
@@ -117,11 +120,26 @@ async fn a_marketplace_the_publisher_cannot_start_is_reported_down_until_it_star
     )
     .await;
 
+    // Removed before it could start: no longer waited for.
+    sqlx::query("DELETE FROM marketplaces WHERE code = 'shopx'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    ready_with_every_consumer(&env, &publisher, &SEEDED).await;
+
     // Once the obstacle is gone it starts by itself and is reported ready.
     channel
         .queue_delete(blocking.as_str().into(), Default::default())
         .await
         .unwrap();
+    add_shopx().await;
+    // Known once the publisher re-reads the table (every second here).
+    eventually("the publisher knows the marketplace again", || async {
+        readiness(&publisher.readyz)
+            .await
+            .is_some_and(|(_, report)| report.contains("shopx"))
+    })
+    .await;
     ready_with_every_consumer(
         &env,
         &publisher,

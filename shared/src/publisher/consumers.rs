@@ -19,6 +19,8 @@ fn starting_task(code: &str) -> String {
 #[derive(Default)]
 pub(super) struct Consumers {
     running: HashMap<String, Running>,
+    /// Marketplaces that could not be started, reported down until they start.
+    unstarted: std::collections::HashSet<String>,
     pub(super) tasks: tokio::task::JoinSet<(String, u64, anyhow::Result<()>)>,
     generation: u64,
 }
@@ -46,6 +48,14 @@ impl Consumers {
                 self.stop(&code);
             }
         }
+        // One removed before it could start is no longer waited for.
+        self.unstarted.retain(|code| {
+            let wanted = codes.contains(code);
+            if !wanted {
+                worker.tasks.remove(&starting_task(code));
+            }
+            wanted
+        });
         let mut wanted = Vec::new();
         for row in rows {
             if self
@@ -89,11 +99,13 @@ impl Consumers {
             let created_queue = match self.start(worker, options, row.clone(), handler).await {
                 Ok(created_queue) => {
                     worker.tasks.remove(&task);
+                    self.unstarted.remove(&row.code);
                     created_queue
                 }
                 Err(error) => {
                     tracing::warn!(marketplace = %row.code, error = format!("{error:#}"), "cannot start publishing to this marketplace; trying again in 2 s");
                     worker.tasks.down(&task, format!("cannot start: {error:#}"));
+                    self.unstarted.insert(row.code.clone());
                     all_started = false;
                     continue;
                 }
