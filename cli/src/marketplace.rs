@@ -1,9 +1,10 @@
-//! `stockfleet marketplace list|set`.
+//! `stockfleet marketplace list|set|pause|resume`.
 
 use anyhow::{Context, bail};
 use std::process::ExitCode;
 use stockfleet::admin::marketplaces::{self, MarketplaceChange, MarketplaceView};
 use stockfleet::config::Settings;
+use stockfleet::outage::store::{self, Outcome};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -36,11 +37,31 @@ pub enum Command {
         #[arg(long)]
         buffer_percentage: Option<f64>,
     },
+    /// Pause a marketplace: its publisher queues wait (no attempts spent,
+    /// no dead letters) until `resume`; a probe never ends this pause.
+    Pause {
+        code: String,
+        /// Why, recorded with your name.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a paused marketplace (an operator's pause or the fleet's).
+    Resume {
+        code: String,
+        #[arg(long, default_value = "resumed by hand")]
+        reason: String,
+    },
 }
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
     let pool = crate::connect::database(settings, 2).await?;
     let rows = match command {
+        Command::Pause { code, reason } => {
+            return pause_or_resume(&pool, &code, &reason, true).await;
+        }
+        Command::Resume { code, reason } => {
+            return pause_or_resume(&pool, &code, &reason, false).await;
+        }
         Command::List => marketplaces::list(&pool).await?,
         Command::Set {
             code,
@@ -85,6 +106,37 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<ExitCo
         }
     };
     print(&rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pauses or resumes `code`, recorded as the operating-system user.
+async fn pause_or_resume(
+    pool: &sqlx::PgPool,
+    code: &str,
+    reason: &str,
+    pausing: bool,
+) -> anyhow::Result<ExitCode> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 500 || reason.contains('\0') {
+        bail!("--reason must be 1 to 500 characters of text");
+    }
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let outcome = if pausing {
+        store::pause(pool, code, reason, &actor).await?
+    } else {
+        store::resume(pool, code, reason, &actor).await?
+    };
+    let done = if pausing { "paused" } else { "resumed" };
+    match outcome {
+        Outcome::Changed => println!("{code} {done} by {actor}: {reason}"),
+        Outcome::AsItWas => println!("{code} was {done} already; nothing changed"),
+        Outcome::UnknownMarketplace => {
+            bail!("unknown marketplace {code:?}; `stockfleet marketplace list` shows them")
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

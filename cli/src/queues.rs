@@ -48,8 +48,10 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         migrated?;
         return Ok(ExitCode::SUCCESS);
     }
+    let pool = crate::connect::database(settings, 1).await?;
     loop {
         let stats = queues::stats(&bus, &marketplaces, Some(&args.management_url)).await?;
+        let paused = stockfleet::outage::store::all(&pool).await?;
         if args.watch.is_some() {
             print!("\x1b[2J\x1b[H"); // clear the terminal between refreshes
         }
@@ -69,6 +71,15 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
                 "(unacked: the management API does not answer; `rabbitmq-plugins enable rabbitmq_management` turns it on)"
             );
         }
+        // A paused marketplace's queues grow on purpose: say so beside them.
+        for (code, pause) in &paused {
+            println!(
+                "{code}: paused since {} by {}, why: {}",
+                pause.since.to_rfc3339(),
+                pause.by,
+                pause.reason
+            );
+        }
         let Some(seconds) = args.watch else { break };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -76,5 +87,6 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     bus.close().await;
+    pool.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod marketplace;
 pub mod metrics_catalog;
 mod order_commands;
+pub mod outage;
 pub mod poller;
 pub mod pools;
 pub mod publisher;

@@ -57,6 +57,14 @@ pub fn describe() {
         "stockfleet_webhooks_rejected_total",
         "WooCommerce webhooks refused, by marketplace, reason (signature, body, field) and the field refused (empty for signature and body)."
     );
+    describe_gauge!(
+        "stockfleet_marketplace_paused",
+        "1 while a marketplace is paused (outage mode: its publisher queues wait, no attempts spent), else 0."
+    );
+    describe_counter!(
+        "stockfleet_outage_probes_total",
+        "Probes of a paused marketplace by the publisher, by marketplace and outcome; an answer resumes it."
+    );
     describe_counter!(
         "stockfleet_marketplace_calls_total",
         "Calls to a marketplace's API by the publisher, by marketplace, call and outcome."

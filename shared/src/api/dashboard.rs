@@ -81,6 +81,8 @@ async fn render(
         ..dlq::Filter::default()
     };
     let dead_letters = dlq::list(&api.bus, &codes, &first_letters).await;
+    let mut paused = crate::outage::store::all(&api.db).await?;
+    paused.retain(|(code, _)| codes.contains(code));
 
     let body = html! {
         h1 { "stockfleet overview" }
@@ -104,6 +106,16 @@ async fn render(
             span { a href="/api/v1/validate" { "oversold units" } " " b.bad[totals.oversold_units > 0] { (totals.oversold_units) } }
         }
 
+        @if !paused.is_empty() {
+            h2 { "Paused marketplaces" }
+            p { "Their publisher queues wait (no attempts spent) until a probe or an operator resumes them." }
+            table.paused {
+                tr { th { "marketplace" } th { "paused since" } th { "by" } th { "why" } }
+                @for (code, pause) in &paused {
+                    tr.bad { td { (code) } td { (time(Some(pause.since))) } td { (pause.by) } td { (pause.reason) } }
+                }
+            }
+        }
         h2 { "Sync status" }
         table {
             tr { th { "marketplace" } th { "type" } th { "last run" } th { "status" } th { "fetched" } th { "created" } th { "updated" } th { "last success" } th { "error" } }

@@ -11,6 +11,7 @@
 //! any point redelivers rather than loses.
 
 use super::headers::{self, ATTEMPTS, DEFERRALS, TRACEPARENT};
+use super::pause::PauseSignal;
 use super::topology::{RETRY_DELAY, delay_label};
 use super::{Bus, Envelope, Outgoing, Publisher, QueueSpec, Route};
 use crate::config::ConsumerSettings;
@@ -113,6 +114,25 @@ pub fn run<H: Handler>(
     tasks: Tasks,
     shutdown: CancellationToken,
 ) -> impl Future<Output = anyhow::Result<()>> + Send {
+    run_pausable(
+        bus,
+        spec,
+        settings,
+        handler,
+        (tasks, shutdown),
+        PauseSignal::default(),
+    )
+}
+
+/// [`run`], not consuming while `pause` holds a reason (see [`super::pause`]).
+pub fn run_pausable<H: Handler>(
+    bus: Arc<Bus>,
+    spec: QueueSpec,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    (tasks, shutdown): (Tasks, CancellationToken),
+    pause: PauseSignal,
+) -> impl Future<Output = anyhow::Result<()>> + Send {
     let queue = bus.topology.queue(&spec);
     let names: Vec<String> = (1..=settings.consumers.max(1))
         .map(|n| format!("consumer {queue} #{n}"))
@@ -128,6 +148,7 @@ pub fn run<H: Handler>(
                 spec: spec.clone(),
                 settings: settings.clone(),
                 handler: handler.clone(),
+                pause: pause.clone(),
             };
             loops.spawn(consumer.supervised(name, tasks.clone(), shutdown.clone()));
         }
@@ -154,6 +175,13 @@ struct ConsumerLoop<H> {
     spec: QueueSpec,
     settings: ConsumerSettings,
     handler: Arc<H>,
+    pause: PauseSignal,
+}
+
+/// Why one life of a consumer ended without an error.
+enum Stopped {
+    Shutdown,
+    Paused(String),
 }
 
 impl<H: Handler> ConsumerLoop<H> {
@@ -167,12 +195,27 @@ impl<H: Handler> ConsumerLoop<H> {
     ) -> anyhow::Result<()> {
         let mut delays = crate::retry::Delays::new();
         loop {
+            if self.pause.reason().is_some() {
+                // Paused is not down: the process does what it should.
+                tasks.ready(&name);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.pause.resumed() => {
+                        tracing::info!(consumer = %name, "resumed; consuming again");
+                    }
+                }
+            }
             let consuming = || {
                 tasks.ready(&name);
                 delays.reset();
             };
-            let Err(error) = self.run(&shutdown, consuming).await else {
-                break;
+            let error = match self.run(&shutdown, consuming).await {
+                Ok(Stopped::Shutdown) => break,
+                Ok(Stopped::Paused(reason)) => {
+                    tracing::warn!(consumer = %name, %reason, "paused: not consuming until resumed; messages wait in the queue");
+                    continue;
+                }
+                Err(error) => error,
             };
             if shutdown.is_cancelled() {
                 break;
@@ -198,7 +241,7 @@ impl<H: Handler> ConsumerLoop<H> {
         &self,
         shutdown: &CancellationToken,
         mut consuming: impl FnMut(),
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Stopped> {
         let queue = self.bus.topology.queue(&self.spec);
         let publisher = Publisher::new(&self.bus).await?;
         let channel = publisher.channel().clone();
@@ -215,10 +258,15 @@ impl<H: Handler> ConsumerLoop<H> {
             .await?;
         tracing::info!(queue, "consuming");
         consuming();
+        let mut stopped = Stopped::Shutdown;
         loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                reason = self.pause.paused() => {
+                    stopped = Stopped::Paused(reason);
+                    break;
+                }
                 next = consumer.next() => next,
             };
             let Some(first) = next else {
@@ -250,7 +298,7 @@ impl<H: Handler> ConsumerLoop<H> {
         // Closing the channel hands prefetched, unhandled deliveries back to the queue.
         channel.close(200, "shutdown".into()).await.ok();
         tracing::info!(queue, "stopped consuming");
-        Ok(())
+        Ok(stopped)
     }
 
     async fn settle(

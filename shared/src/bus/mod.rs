@@ -9,6 +9,7 @@ pub mod headers;
 mod isolate;
 pub mod migrate;
 pub mod outbox;
+pub mod pause;
 pub mod publisher;
 pub mod topology;
 

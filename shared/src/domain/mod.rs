@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod listing;
 pub mod messages;
 pub mod order_commands;
+pub mod outage;
 pub mod poll_pace;
 pub mod pool;
 pub mod push_guard;

@@ -44,6 +44,7 @@ impl Handler for PublisherHandler {
                 }
             }
         }
+        super::handler::deferred_while_paused(&mut results, &self.pause);
         results
     }
 }

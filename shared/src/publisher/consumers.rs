@@ -4,6 +4,8 @@
 
 use super::{Options, PublisherHandler};
 use crate::bus::{self, QueueSpec};
+use crate::marketplace::OrderQuery;
+use crate::marketplace::budget::{Priority, with_priority};
 use crate::marketplace::directory::MarketplaceRow;
 use crate::supervise::TaskState;
 use std::collections::HashMap;
@@ -77,6 +79,7 @@ impl Consumers {
                         row.clone(),
                         config,
                         options.calls_in_flight,
+                        options.outage,
                     )
                 }) {
                 Ok(handler) => handler,
@@ -154,17 +157,30 @@ impl Consumers {
                     .prefetch
                     .max(u16::try_from(settings.batch_size).unwrap_or(u16::MAX));
             }
-            let consumed = bus::consumer::run(
+            let consumed = bus::consumer::run_pausable(
                 worker.bus.clone(),
                 spec,
                 settings,
                 handler.clone(),
-                worker.tasks.clone(),
-                stop.clone(),
+                (worker.tasks.clone(), stop.clone()),
+                handler.pause.signal(),
             );
             self.tasks
                 .spawn(async move { (code, generation, consumed.await) });
         }
+        // The pause its consumers follow, and the probe that ends an outage.
+        let (code, following) = (row.code.clone(), stop.clone());
+        self.tasks.spawn(async move {
+            let probe = || async {
+                let page = with_priority(
+                    Priority::Low,
+                    handler.adapter.list_orders(&OrderQuery::New, None),
+                );
+                page.await.map(|_| ())
+            };
+            handler.pause.follow(probe, following).await;
+            (code, generation, Ok(()))
+        });
         self.running.insert(
             row.code.clone(),
             Running {

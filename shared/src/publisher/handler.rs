@@ -4,6 +4,7 @@
 use crate::bus::HandlerError;
 use crate::marketplace::directory::MarketplaceRow;
 use crate::marketplace::{Budget, Marketplace, MarketplaceConfig, MarketplaceError, RateGate};
+use crate::outage::{OutageOptions, Pause};
 use crate::retry;
 use sqlx::PgPool;
 use std::future::Future;
@@ -31,6 +32,8 @@ pub struct PublisherHandler {
     /// Marketplace calls one batch has under way at once (orders side by
     /// side, rows side by side); the budget, not this, paces them.
     pub(super) calls_in_flight: usize,
+    /// Outage mode: the streak of failed calls and the pause its queues follow.
+    pub(super) pause: Arc<Pause>,
 }
 
 impl PublisherHandler {
@@ -40,7 +43,14 @@ impl PublisherHandler {
         marketplace: MarketplaceRow,
         mut config: MarketplaceConfig,
         calls_in_flight: usize,
+        outage: OutageOptions,
     ) -> anyhow::Result<Self> {
+        let pause = Arc::new(Pause::new(
+            pool.clone(),
+            marketplace.id,
+            &marketplace.code,
+            outage,
+        ));
         let budget = Arc::new(Budget::new(
             pool.clone(),
             marketplace.id,
@@ -64,6 +74,7 @@ impl PublisherHandler {
             quantity_budget,
             last_poll_request: Mutex::new(None),
             calls_in_flight: calls_in_flight.max(1),
+            pause,
         })
     }
 
@@ -74,6 +85,7 @@ impl PublisherHandler {
         Fut: Future<Output = Result<T, MarketplaceError>>,
     {
         let code = self.marketplace.code.as_str();
+        let started = Instant::now();
         let result = retry::retry(&CALL_RETRY, op, MarketplaceError::is_transient, |error, wait| {
             tracing::info!(marketplace = code, what, %error, ?wait, "marketplace call failed; retrying");
         })
@@ -84,7 +96,25 @@ impl PublisherHandler {
         };
         metrics::counter!("stockfleet_marketplace_calls_total", "marketplace" => code.to_owned(), "call" => what.to_owned(), "outcome" => outcome)
             .increment(1);
+        self.pause.note(started, &result).await;
         result
+    }
+}
+
+/// A batch's transient failures once its marketplace is paused: deferred,
+/// so they wait out the outage without spending an attempt.
+pub(super) fn deferred_while_paused(results: &mut [Result<(), HandlerError>], pause: &Pause) {
+    let Some(paused) = pause.current() else {
+        return;
+    };
+    for result in results {
+        if let Err(HandlerError::Transient(error)) = result {
+            *result = Err(HandlerError::Deferred(format!(
+                "paused since {} ({}): {error}",
+                paused.since.to_rfc3339(),
+                paused.reason
+            )));
+        }
     }
 }
 

@@ -98,6 +98,8 @@ pub struct Options {
     /// Deliveries of a stock queue worked as one batch at most
     /// (`PUBLISHER_STOCK_BATCH`, 1,000; never fewer than `BATCH_SIZE`).
     pub stock_batch: usize,
+    /// When a marketplace that keeps failing is paused, and how it is probed.
+    pub outage: crate::outage::OutageOptions,
 }
 
 impl Default for Options {
@@ -108,6 +110,7 @@ impl Default for Options {
             refresh: Duration::from_secs(30),
             calls_in_flight: DEFAULT_CALLS_IN_FLIGHT,
             stock_batch: DEFAULT_STOCK_BATCH,
+            outage: crate::outage::OutageOptions::default(),
         }
     }
 }

@@ -20,6 +20,19 @@ fn main() -> std::process::ExitCode {
         if let Some(batch) = count_from_env("PUBLISHER_STOCK_BATCH", 10_000)? {
             options.stock_batch = batch;
         }
+        // Outage mode: when a marketplace that keeps failing is paused, how it is probed.
+        if let Some(after) = seconds_from_env("OUTAGE_PAUSE_AFTER_SECONDS")? {
+            options.outage.rule.after = after;
+        }
+        if let Some(calls) = count_from_env("OUTAGE_PAUSE_AFTER_CALLS", 1_000)? {
+            options.outage.rule.calls = calls as u32;
+        }
+        if let Some(probe) = seconds_from_env("OUTAGE_PROBE_SECONDS")? {
+            options.outage.probe = probe;
+        }
+        if let Some(refresh) = seconds_from_env("PAUSE_REFRESH_SECONDS")? {
+            options.outage.refresh = refresh;
+        }
         publisher::run(worker, options).await
     })
 }
