@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use std::process::ExitCode;
 use stockfleet::admin::marketplaces::{self, MarketplaceChange, MarketplaceView};
 use stockfleet::config::Settings;
+use stockfleet::domain::input;
 use stockfleet::outage::store::{self, Outcome};
 
 #[derive(clap::Subcommand)]
@@ -116,10 +117,7 @@ async fn pause_or_resume(
     reason: &str,
     pausing: bool,
 ) -> anyhow::Result<ExitCode> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.len() > 500 || reason.contains('\0') {
-        bail!("--reason must be 1 to 500 characters of text");
-    }
+    let reason = input::pause_reason("--reason", reason)?;
     let actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())

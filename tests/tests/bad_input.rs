@@ -216,7 +216,7 @@ async fn hostile_requests_are_refused_with_the_field_and_change_nothing() {
             correction,
             Some(json!({"set": "12", "reason": "r"})),
             unprocessable,
-            "body",
+            "set",
         )
         .await;
     client

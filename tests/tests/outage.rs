@@ -179,3 +179,96 @@ async fn an_operator_pauses_and_resumes_by_cli_and_a_probe_never_ends_it() {
         assert!(!refused.status.success(), "{bad:?} is refused");
     }
 }
+
+#[tokio::test]
+async fn an_operator_pauses_and_resumes_by_api_as_the_token_named() {
+    use reqwest::StatusCode;
+    let env = TestEnv::new().await;
+    let api = env.api().await;
+    let viewer = env.token("vera", Role::Viewer).await;
+    let operator = env.token("otto", Role::Operator).await;
+    let woo_team = stockfleet::admin::tokens::create_scoped(
+        &env.db,
+        "woo team",
+        Role::Operator,
+        &["woocommerce".to_owned()],
+    )
+    .await
+    .unwrap();
+    let pause = "/api/v1/marketplaces/refurbed/pause";
+    let body = json!({"reason": "refurbed maintenance 02:00-04:00"});
+
+    let (status, _) = api.post(pause, &viewer, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "pausing needs the operator role"
+    );
+    let (status, _) = api.post(pause, &woo_team, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a scoped token sees no refurbed"
+    );
+    let (status, paused) = api.post(pause, &operator, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["changed"], true);
+    assert_eq!(paused["paused"]["by"], "api:otto");
+    assert_eq!(
+        paused["paused"]["reason"],
+        "refurbed maintenance 02:00-04:00"
+    );
+    let (status, again) = api.post(pause, &operator, body.clone()).await;
+    assert_eq!((status, &again["changed"]), (StatusCode::OK, &json!(false)));
+
+    let (status, listed) = api.get("/api/v1/pauses", &viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["paused"][0]["marketplace"], "refurbed");
+    assert_eq!(listed["paused"][0]["by"], "api:otto");
+    let (_, scoped) = api.get("/api/v1/pauses", &woo_team).await;
+    assert_eq!(scoped["paused"], json!([]), "{scoped}");
+    assert_eq!(scoped["history"], json!([]), "{scoped}");
+
+    for (path, bad, field) in [
+        (pause, json!({"reason": ""}), "reason"),
+        (pause, json!({"reason": "x\u{0}"}), "reason"),
+        (pause, json!({"reason": "x".repeat(501)}), "reason"),
+        (pause, json!({"reason": 5}), "reason"),
+        (pause, json!({"reason": "x", "until": "later"}), "until"),
+    ] {
+        let (status, refused) = api.post(path, &operator, bad.clone()).await;
+        assert!(status.is_client_error(), "{bad} is refused: {status}");
+        assert!(
+            refused.to_string().contains(field),
+            "{bad}: the refusal names {field}: {refused}"
+        );
+    }
+    let (status, _) = api
+        .post("/api/v1/marketplaces/nowhere/pause", &operator, body)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let resume = "/api/v1/marketplaces/refurbed/resume";
+    let (status, resumed) = api.post(resume, &operator, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(
+        (&resumed["changed"], &resumed["paused"]),
+        (&json!(true), &json!(null))
+    );
+    let (_, listed) = api.get("/api/v1/pauses", &viewer).await;
+    assert_eq!(listed["paused"], json!([]));
+    let history: Vec<[&str; 3]> = listed["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|event| ["action", "actor", "reason"].map(|key| event[key].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ["resume", "api:otto", "resumed by hand"],
+            ["pause", "api:otto", "refurbed maintenance 02:00-04:00"]
+        ]
+    );
+    api.stop().await;
+}

@@ -194,20 +194,31 @@ where
                 _ => ApiError::BadRequest(rejection.body_text()),
             })?;
         input::json_strings("", &value)?;
-        T::deserialize(value).map(JsonBody).map_err(|error| {
-            let message = error.to_string();
-            ApiError::Invalid(Invalid::new(named_field(&message).to_owned(), message))
-        })
+        serde_path_to_error::deserialize(value)
+            .map(JsonBody)
+            .map_err(|error| {
+                let message = error.inner().to_string();
+                let path = error.path().to_string();
+                // A missing field is named in the message, not in the path
+                // (which stops at the object that lacks it).
+                let field = match named_field(&message) {
+                    _ if path == "." => named_field(&message).unwrap_or("body").to_owned(),
+                    Some(name) if path != name && !path.ends_with(&format!(".{name}")) => {
+                        format!("{path}.{name}")
+                    }
+                    _ => path,
+                };
+                ApiError::Invalid(Invalid::new(field, message))
+            })
     }
 }
 
-/// The field serde's message names (`unknown field `x``), else the body.
-fn named_field(message: &str) -> &str {
+/// The field serde's message names (`unknown field `x``, `missing field `x``).
+fn named_field(message: &str) -> Option<&str> {
     message
         .split('`')
         .nth(1)
-        .filter(|_| message.contains("field"))
-        .unwrap_or("body")
+        .filter(|_| message.contains("field `"))
 }
 
 /// `Query<T>` refused the same way.

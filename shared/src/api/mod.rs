@@ -20,6 +20,7 @@ pub mod openapi;
 mod ops;
 mod orders;
 mod pages;
+mod pauses;
 mod pools;
 mod routes;
 mod sync;

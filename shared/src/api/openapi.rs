@@ -42,6 +42,7 @@ pub(super) fn documented() -> OpenApiRouter<Api> {
         .merge(super::sync::router())
         .merge(super::dead_letters::router())
         .merge(super::ops::router())
+        .merge(super::pauses::router())
         .merge(super::routes::router())
         .merge(super::pools::router())
 }

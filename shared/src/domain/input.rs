@@ -45,6 +45,23 @@ pub fn text(field: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The longest reason a pause or resume records, in characters.
+pub const MAX_PAUSE_REASON_CHARS: usize = 500;
+
+/// A pause's or resume's reason, trimmed: 1 to 500 characters, no NUL.
+pub fn pause_reason<'a>(field: &str, value: &'a str) -> Result<&'a str, Invalid> {
+    no_nul(field, value)?;
+    let value = value.trim();
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_PAUSE_REASON_CHARS {
+        return Err(Invalid::new(
+            field,
+            format!("is {chars} characters; give 1 to {MAX_PAUSE_REASON_CHARS}"),
+        ));
+    }
+    Ok(value)
+}
+
 fn no_nul(field: &str, value: &str) -> Result<(), Invalid> {
     if value.contains('\0') {
         return Err(Invalid::new(field, "contains a NUL byte (\\u0000)"));
@@ -180,6 +197,15 @@ mod tests {
             no_nul_in_json("order", &bad).unwrap_err().field,
             "order.lines[0].imei"
         );
+    }
+
+    #[test]
+    fn a_pause_reason_is_short_text() {
+        assert_eq!(pause_reason("reason", "  maintenance "), Ok("maintenance"));
+        assert!(pause_reason("reason", " ").is_err());
+        assert!(pause_reason("reason", "a\0").is_err());
+        assert!(pause_reason("reason", &"é".repeat(500)).is_ok());
+        assert!(pause_reason("reason", &"é".repeat(501)).is_err());
     }
 
     #[test]

@@ -143,13 +143,14 @@ async fn change(
     Ok(Outcome::Changed)
 }
 
-/// The latest pauses and resumes, newest first.
-pub async fn history(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<PauseEvent>> {
+/// The latest pauses and resumes of the marketplaces `codes`, newest first.
+pub async fn history(pool: &PgPool, codes: &[String], limit: i64) -> sqlx::Result<Vec<PauseEvent>> {
     sqlx::query_as(
         "SELECT m.code AS marketplace, h.action, h.reason, h.actor, h.created_at AS at
          FROM marketplace_pause_history h JOIN marketplaces m ON m.id = h.marketplace_id
-         ORDER BY h.id DESC LIMIT $1",
+         WHERE m.code = ANY($1) ORDER BY h.id DESC LIMIT $2",
     )
+    .bind(codes)
     .bind(limit)
     .fetch_all(pool)
     .await
