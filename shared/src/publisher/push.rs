@@ -1,5 +1,6 @@
 //! Pushing one stock row: decide (push_guard), wait for the permit, decide
-//! again on the row as it is then, send.
+//! again on the row as it is then (an increase on a decrementing
+//! marketplace reading what it shows first), send.
 //!
 //! The quantity is computed once the permit is in hand, not before the wait.
 //! Pushes are absolute: a push overwrites the marketplace's own decrements
@@ -37,31 +38,15 @@ impl PublisherHandler {
             metrics::counter!("stockfleet_push_skipped_total", "marketplace" => self.marketplace.code.clone(), "reason" => "unknown_stock").increment(1);
             return Ok(());
         }
-        // What the marketplace shows now: read on a reconciliation, when
-        // the estimate is uncertain (estimate.rs) or before an increase on a
-        // decrementing marketplace (push_guard, rule 4), else our estimate.
-        let reported = match why_read(row, group) {
-            Some(why) => {
-                let read =
-                    self.read_shown(stock_id, row, (group, why.priority()), reference, effects);
-                let reported = if why == Read::BeforeIncrease {
-                    tokio::time::timeout(INCREASE_PATIENCE, read)
-                        .await
-                        .map_err(|_| self.short_of_budget(row))??
-                } else {
-                    read.await?
-                };
-                // A read that disagrees with the estimate becomes its new
-                // baseline: what it lacks are orders we will learn, placed
-                // before it (and an increase needs a poll started after it).
-                if row
-                    .shown_estimate()
-                    .is_some_and(|estimate| estimate != reported)
-                {
-                    effects.record_shown(stock_id, reported, chrono::Utc::now());
-                }
-                Some(reported)
-            }
+        // What the marketplace shows now: read on a reconciliation or when
+        // the estimate is uncertain (estimate.rs), before deciding; before an
+        // increase on a decrementing marketplace (push_guard, rule 4) once
+        // the push's permit is in hand, below; else our estimate.
+        let reported = match why_read(row, group).filter(|why| *why != Read::BeforeIncrease) {
+            Some(why) => Some(
+                self.read_and_note(stock_id, row, (group, why), reference, effects)
+                    .await?,
+            ),
             None => None,
         };
         let Some(priority) = self.priority(stock_id, row, reported, effects)? else {
@@ -88,6 +73,23 @@ impl PublisherHandler {
             return Err(HandlerError::Permanent(format!(
                 "stock row {stock_id} was deleted before its push"
             )));
+        };
+        // Rule 4's read comes last, just before the push: the units it gives
+        // back are only those of orders placed during the read's and the
+        // push's round trips. Read before the permit, a chaos run gave back
+        // the orders of a 5 s wait for it on a SKU selling 2 units a second.
+        let reported = match reported {
+            None if why_read(&row, group) == Some(Read::BeforeIncrease) => Some(
+                self.read_and_note(
+                    stock_id,
+                    &row,
+                    (group, Read::BeforeIncrease),
+                    reference,
+                    effects,
+                )
+                .await?,
+            ),
+            reported => reported,
         };
         let shown = reported.or_else(|| row.shown_estimate());
         let Some(priority) = self.priority(stock_id, &row, reported, effects)? else {
@@ -117,6 +119,36 @@ impl PublisherHandler {
             reference: reference.to_owned(),
         });
         Ok(())
+    }
+
+    /// Reads what the marketplace shows (an increase's read waits at most
+    /// [`INCREASE_PATIENCE`] for its permit); a read that disagrees with
+    /// the estimate becomes its new baseline: what it lacks are orders we
+    /// will learn, placed before it (and an increase needs a poll started
+    /// after it).
+    async fn read_and_note(
+        &self,
+        stock_id: i64,
+        row: &RowState,
+        (group, why): (&Group, Read),
+        reference: &str,
+        effects: &mut Effects,
+    ) -> Result<i32, HandlerError> {
+        let read = self.read_shown(stock_id, row, (group, why.priority()), reference, effects);
+        let reported = if why == Read::BeforeIncrease {
+            tokio::time::timeout(INCREASE_PATIENCE, read)
+                .await
+                .map_err(|_| self.short_of_budget(row))??
+        } else {
+            read.await?
+        };
+        if row
+            .shown_estimate()
+            .is_some_and(|estimate| estimate != reported)
+        {
+            effects.record_shown(stock_id, reported, chrono::Utc::now());
+        }
+        Ok(reported)
     }
 
     /// An increase that cannot have a permit soon waits outside the batch.
