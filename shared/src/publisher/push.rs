@@ -22,10 +22,12 @@ use std::time::Duration;
 
 /// How long an increase waits for its permits (the push's and its read's)
 /// inside a batch before it is deferred (back through the shortest retry
-/// queue, no attempt counted). Short, because the batch and the decreases
-/// of the next one wait for it: at 5 s a pooled sale at 1 order/s took
-/// 6.7 s (p50) to reach every other marketplace.
-const INCREASE_PATIENCE: Duration = Duration::from_secs(1);
+/// queue, no attempt counted). The batch and the next one's decreases wait
+/// for it, but it must fit two low-priority permits: those wait for a full
+/// bucket, and Back Market's listings bucket (2 permits, 1.5 a second)
+/// takes 2.7 s for two. At 1 s a chaos run's Back Market increases never
+/// went, and each try spent a permit.
+const INCREASE_PATIENCE: Duration = Duration::from_secs(5);
 
 impl PublisherHandler {
     /// Pushes (or skips, or defers) one row; records what it did in `effects`.
