@@ -60,3 +60,48 @@ async fn a_zero_acknowledged_but_not_applied_is_read_back_and_sent_again() {
     .await;
     publisher.stop().await;
 }
+
+/// The other side of zero: a listing back in stock takes orders again, and a
+/// write the marketplace dropped would leave it at 0 with nothing to correct
+/// it (a listing at 0 sells nothing, so its row never changes).
+#[tokio::test]
+async fn a_listing_back_in_stock_acknowledged_but_not_applied_is_read_back_and_sent_again() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    sqlx::query("UPDATE marketplaces SET zero_confirm_seconds = 1")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    sim.listing("refurbed", "BACK-1", 0).await;
+    sim.faults("refurbed", json!({"ack_without_apply_writes": 1}))
+        .await;
+    let publisher = env.start_publisher(&sim).await;
+    env.set_stock_on("refurbed", "BACK-1", 10).await;
+    let pushed_nine =
+        "SELECT count(*) FROM marketplace_stock s JOIN variations v ON v.id = s.variation_id
+         WHERE v.sku = 'BACK-1' AND s.last_api_quantity = 9";
+    eventually("9 acknowledged", || async {
+        env.orders_polled("refurbed").await;
+        env.scalar(pushed_nine).await == 1
+    })
+    .await;
+    assert_eq!(
+        sim.quantity("refurbed", "BACK-1").await,
+        Some(0),
+        "the fault kept the listing at 0"
+    );
+    eventually("the 9 read back and sent again", || async {
+        // The increase after the read waits for a poll started after it.
+        env.orders_polled("refurbed").await;
+        sim.quantity("refurbed", "BACK-1").await == Some(9)
+    })
+    .await;
+    let noted = env
+        .scalar(
+            "SELECT count(*) FROM marketplace_stock_history
+             WHERE change_type = 'reconciliation' AND notes LIKE 'refurbed showed 0 while we last pushed 9%'",
+        )
+        .await;
+    assert_eq!(noted, 1, "the difference the read found is in the history");
+    publisher.stop().await;
+}

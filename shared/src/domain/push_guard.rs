@@ -102,6 +102,16 @@ impl PollCover {
     }
 }
 
+/// Whether a push that landed is read back later to prove it (sold-outs
+/// confirmed, crate::sold_out): one across zero, a sold-out or a listing
+/// back in stock (`shown` before it: 0, or nothing pushed yet). A listing at
+/// 0 takes no orders, so no later change of its row corrects a write the
+/// marketplace acknowledged and dropped; any other listing keeps selling,
+/// and the push that follows corrects it.
+pub fn read_back_after_push(shown: Option<i32>, pushed: i32) -> bool {
+    pushed == 0 || shown.is_none_or(|shown| shown == 0)
+}
+
 /// What to do with one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushDecision {
@@ -152,6 +162,14 @@ mod tests {
         assert_eq!(estimate_shown(Some(18), 5, true), Some(13));
         assert_eq!(estimate_shown(Some(3), 5, true), Some(0));
         assert_eq!(estimate_shown(None, 5, true), None);
+    }
+
+    #[test]
+    fn pushes_across_zero_are_read_back() {
+        assert!(read_back_after_push(Some(9), 0), "a sold-out");
+        assert!(read_back_after_push(Some(0), 9), "back in stock");
+        assert!(read_back_after_push(None, 9), "a first push");
+        assert!(!read_back_after_push(Some(9), 4), "it keeps selling");
     }
 
     #[test]

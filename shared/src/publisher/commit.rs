@@ -31,14 +31,21 @@ impl Effects {
         self.record(stock_id, quantity, at, false);
     }
 
-    /// Records a push that landed: what the row shows now.
-    pub(super) fn record_pushed(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>) {
-        self.record(stock_id, quantity, at, true);
+    /// Records a push that landed: what the row shows now, and whether it
+    /// is read back later (push_guard::read_back_after_push).
+    pub(super) fn record_pushed(
+        &mut self,
+        stock_id: i64,
+        quantity: i32,
+        at: DateTime<Utc>,
+        read_back: bool,
+    ) {
+        self.record(stock_id, quantity, at, read_back);
     }
 
-    fn record(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>, pushed: bool) {
+    fn record(&mut self, stock_id: i64, quantity: i32, at: DateTime<Utc>, read_back: bool) {
         self.synced.retain(|(id, ..)| *id != stock_id);
-        self.synced.push((stock_id, quantity, at, pushed));
+        self.synced.push((stock_id, quantity, at, read_back));
     }
 
     /// Adds what another row's push recorded.
@@ -74,28 +81,28 @@ impl PublisherHandler {
         let current = lock_levels(&mut tx, touched).await?;
         if !effects.synced.is_empty() {
             let mut ids = Vec::new();
-            let (mut quantities, mut landed, mut pushed) = (Vec::new(), Vec::new(), Vec::new());
-            for (id, quantity, at, push) in effects.synced {
+            let (mut quantities, mut landed, mut read_back) = (Vec::new(), Vec::new(), Vec::new());
+            for (id, quantity, at, read) in effects.synced {
                 ids.push(id);
                 quantities.push(quantity);
                 landed.push(at);
-                pushed.push(push);
+                read_back.push(read);
             }
-            // A pushed 0 is read back after the marketplace's
-            // zero_confirm_seconds (crate::sold_out); anything else seen
-            // or pushed settles the question.
+            // A push across zero is read back after the marketplace's
+            // zero_confirm_seconds (crate::sold_out); anything else seen or
+            // pushed settles the question.
             sqlx::query(
                 "UPDATE marketplace_stock s SET last_api_quantity = k.q, last_synced_at = k.at,
-                        zero_confirm_due_at = CASE WHEN k.pushed AND k.q = 0
+                        zero_confirm_due_at = CASE WHEN k.read_back
                             THEN k.at + make_interval(secs => m.zero_confirm_seconds) END
-                 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::bool[]) AS k(id, q, at, pushed),
+                 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::bool[]) AS k(id, q, at, read_back),
                       marketplaces m
                  WHERE s.id = k.id AND m.id = s.marketplace_id",
             )
             .bind(&ids)
             .bind(&quantities)
             .bind(&landed)
-            .bind(&pushed)
+            .bind(&read_back)
             .execute(&mut *tx)
             .await?;
         }

@@ -16,7 +16,7 @@ use super::handler::handler_error;
 use super::rows::{Group, RowState};
 use crate::bus::HandlerError;
 use crate::domain::ledger::ChangeType;
-use crate::domain::push_guard::{PushDecision, decide};
+use crate::domain::push_guard::{PushDecision, decide, read_back_after_push};
 use crate::marketplace::budget::{self, EndpointClass, Priority};
 use std::time::Duration;
 
@@ -109,7 +109,8 @@ impl PublisherHandler {
         .map_err(handler_error)?;
         let target = row.target as i32;
         // When it landed: orders placed before it were overwritten (estimate.rs).
-        effects.record_pushed(stock_id, target, chrono::Utc::now());
+        let read_back = read_back_after_push(shown, target);
+        effects.record_pushed(stock_id, target, chrono::Utc::now(), read_back);
         let before = shown.map_or("nothing".to_owned(), |q| q.to_string());
         effects.notes.push(SyncNote {
             key: self.key(stock_id, &row),
