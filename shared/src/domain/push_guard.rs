@@ -30,7 +30,9 @@
 //!    the push landing (a round trip or two) are left to the buffer. A chaos
 //!    run oversold a unit without it: a 2-unit order placed 3 s after the
 //!    poll started, a 1-unit buffer, and the corrective decrease held up by
-//!    a 429 storm while the SKU sold out.
+//!    a 429 storm while the SKU sold out. More than the estimate means a
+//!    push we did not record (a crash between the call and its commit):
+//!    the orders since it are unknown, so the increase waits too.
 //!
 //! A marketplace that keeps what we pushed (no decrement of its own) has
 //! nothing to give back: there an increase needs only a fresh poll whose
@@ -93,12 +95,16 @@ impl PollCover {
     }
 
     /// [`covers`](Self::covers), knowing what the marketplace shows now
-    /// (`reported`, a read) against our `estimate`: on a decrementing
-    /// marketplace, less than the estimate means orders we have not learned.
+    /// (`reported`, a read) against our `estimate` (nothing pushed: 0). On a
+    /// decrementing marketplace, less than the estimate means orders we have
+    /// not learned; more means a push we did not record (a publisher killed
+    /// between the call and its commit), and orders placed since it are
+    /// unknown too. Either way the read becomes the baseline, and the
+    /// increase waits for a poll started after it.
     pub fn covers_read(&self, estimate: Option<i32>, reported: Option<i32>) -> bool {
-        let unseen_orders = self.decrements_on_order
-            && matches!((estimate, reported), (Some(estimate), Some(reported)) if reported < estimate);
-        self.covers() && !unseen_orders
+        let unexplained = self.decrements_on_order
+            && reported.is_some_and(|reported| reported != estimate.unwrap_or(0));
+        self.covers() && !unexplained
     }
 }
 
@@ -226,6 +232,19 @@ mod tests {
         assert!(cover().covers_read(Some(3), Some(3)));
         assert!(cover().covers_read(Some(3), None));
         assert!(cover().covers_read(None, Some(0)));
+    }
+
+    #[test]
+    fn a_read_above_the_estimate_means_a_push_we_did_not_record() {
+        // A chaos run, as far as its history tells: the publisher pushed 18 and was killed before its
+        // commit; 14 units sold; the new process read 4 where it knew of
+        // nothing pushed, and its increase to 18 gave the 14 back.
+        assert!(!cover().covers_read(None, Some(4)));
+        assert!(!cover().covers_read(Some(3), Some(5)));
+    }
+
+    #[test]
+    fn a_marketplace_that_keeps_what_we_pushed_gives_nothing_back() {
         // A marketplace that keeps what we pushed: someone else changed it,
         // no order of ours is given back.
         let keeps = PollCover {
