@@ -17,6 +17,34 @@ fn paused_gauge(metrics: &str, marketplace: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// A publisher with outage mode's clock compressed (paused after
+/// `pause_after` seconds of failures, probed every second), once ready;
+/// and the base URL of its health server.
+async fn outage_publisher(env: &TestEnv, pause_after: u32) -> (tokio::process::Child, String) {
+    let health = free_port();
+    let publisher = env
+        .command("stockfleet-publisher")
+        .env("HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .env("MAX_ATTEMPTS", "3")
+        .env("MARKETPLACE_REFRESH_SECONDS", "0.2")
+        .env("OUTAGE_PAUSE_AFTER_SECONDS", pause_after.to_string())
+        .env("OUTAGE_PAUSE_AFTER_CALLS", "2")
+        .env("OUTAGE_PROBE_SECONDS", "1")
+        .env("PAUSE_REFRESH_SECONDS", "0.2")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the publisher; cargo build --workspace --bins");
+    let base = format!("http://127.0.0.1:{health}");
+    eventually("the publisher ready", || async {
+        readiness(&format!("{base}/readyz")).await.map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    (publisher, base)
+}
+
+const PAUSED: &str =
+    "SELECT count(*) FROM marketplaces WHERE code = 'refurbed' AND paused_by = 'fleet'";
+
 /// Time compressed: three attempts over a ladder of 1.7 s would dead-letter
 /// a message within about 35 s of 503s (each attempt is 10 s of in-process
 /// retries); the outage lasts 60 s, as a 20-minute outage does at the
@@ -29,24 +57,7 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
     let sim = env.sim().await;
     let api = env.api().await;
     let operator = env.token("outage-operator", Role::Operator).await;
-    let health = free_port();
-    let _publisher = env
-        .command("stockfleet-publisher")
-        .env("HEALTH_ADDR", format!("127.0.0.1:{health}"))
-        .env("MAX_ATTEMPTS", "3")
-        .env("MARKETPLACE_REFRESH_SECONDS", "0.2")
-        .env("OUTAGE_PAUSE_AFTER_SECONDS", "1")
-        .env("OUTAGE_PAUSE_AFTER_CALLS", "2")
-        .env("OUTAGE_PROBE_SECONDS", "1")
-        .env("PAUSE_REFRESH_SECONDS", "0.2")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the publisher; cargo build --workspace --bins");
-    let base = format!("http://127.0.0.1:{health}");
-    eventually("the publisher ready", || async {
-        readiness(&format!("{base}/readyz")).await.map(|(s, _)| s) == Some(200)
-    })
-    .await;
+    let (_publisher, base) = outage_publisher(&env, 1).await;
     for sku in SKUS {
         sim.listing("refurbed", sku, 0).await;
         env.set_stock_on("refurbed", sku, 20).await;
@@ -63,10 +74,8 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
     for sku in SKUS {
         env.set_stock_on("refurbed", sku, 10).await;
     }
-    let paused =
-        "SELECT count(*) FROM marketplaces WHERE code = 'refurbed' AND paused_by = 'fleet'";
     eventually("refurbed paused by the fleet", || async {
-        env.scalar(paused).await == 1
+        env.scalar(PAUSED).await == 1
     })
     .await;
     // More changes while paused wait in the queue with the others.
@@ -82,7 +91,7 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
     let (status, page) = api.page(&operator, "/").await;
     assert_eq!(status, 200);
     assert!(
-        page.contains("Paused marketplaces") && page.contains("calls failed over"),
+        page.contains("Paused marketplaces") && page.contains("requests failed over"),
         "the overview says the marketplace is paused and why"
     );
     let queues = env.cli(&["queues"]).await;
@@ -98,7 +107,7 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
 
     // The probe finds it answering once the outage is over; the backlog drains.
     eventually("refurbed resumed by a probe", || async {
-        env.scalar(paused).await == 0
+        env.scalar(PAUSED).await == 0
     })
     .await;
     eventually("every change delivered after the outage", || async {
@@ -126,6 +135,46 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
         .await;
     assert_eq!(recorded, 2, "the pause and the resume are recorded");
     api.stop().await;
+}
+
+/// Every failed request counts, not only calls that gave up: during this
+/// outage the only work is increases, and an increase's read before its
+/// push runs out of patience (5 s) before its in-process retries would give
+/// up (10 s). Counted per call, a chaos run's 60 s outage spent like this
+/// never paused.
+#[tokio::test]
+async fn an_outage_met_only_by_increases_pauses_too() {
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    let (_publisher, _) = outage_publisher(&env, 3).await;
+    for sku in &SKUS[..2] {
+        sim.listing("refurbed", sku, 0).await;
+        env.set_stock_on("refurbed", sku, 20).await;
+    }
+    eventually("every listing pushed", || async {
+        env.orders_polled("refurbed").await;
+        env.in_sync(&sim, "refurbed").await
+    })
+    .await;
+    sim.faults("refurbed", json!({"outage_secs": 60})).await;
+    // A poll after the last push covers the increases: each reads what
+    // Refurbed shows first (it takes sold units off by itself).
+    env.orders_polled("refurbed").await;
+    for sku in &SKUS[..2] {
+        env.set_stock_on("refurbed", sku, 40).await;
+    }
+    eventually("refurbed paused by the fleet", || async {
+        env.scalar(PAUSED).await == 1
+    })
+    .await;
+    let counted = env
+        .scalar(
+            "SELECT count(*) FROM marketplaces WHERE code = 'refurbed'
+             AND paused_reason LIKE '%requests failed over%503%'",
+        )
+        .await;
+    assert_eq!(counted, 1, "the reason counts the failed requests");
+    assert!(!env.in_sync(&sim, "refurbed").await, "no increase went out");
 }
 
 #[tokio::test]

@@ -1,12 +1,12 @@
 //! When a marketplace is down rather than failing now and then: the rule
 //! that pauses its publisher queues (outage mode).
 //!
-//! A call counts here once its in-process retries gave up transiently
-//! (timeout, connection refused, 5xx, 429). A marketplace is in an outage
-//! when such failures have gone on for at least `after` with no success
-//! between them, and at least `calls` calls gave up. Both: a burst of
-//! parallel calls giving up in the same second is one moment, and a single
-//! slow failure is not a streak. Any answer (a success, or a permanent 4xx
+//! Every request that fails transiently (timeout, connection refused, 5xx,
+//! 429) counts here as it ends, each try of a call's in-process retries
+//! included. A marketplace is in an outage when such failures have gone on
+//! for at least `after` with no success between them, and at least `calls`
+//! requests failed. Both: a burst of parallel requests failing in the same
+//! second is one moment, and a single slow failure is not a streak. Any answer (a success, or a permanent 4xx
 //! that shows the marketplace is there) ends the streak.
 
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub struct OutageRule {
     /// How long calls must have kept failing (`OUTAGE_PAUSE_AFTER_SECONDS`, 30 s).
     pub after: Duration,
-    /// How many calls must have given up in that time (`OUTAGE_PAUSE_AFTER_CALLS`, 3).
+    /// How many requests must have failed in that time (`OUTAGE_PAUSE_AFTER_CALLS`, 3).
     pub calls: u32,
 }
 
@@ -29,7 +29,7 @@ impl Default for OutageRule {
     }
 }
 
-/// A run of calls that gave up, with no answer between them.
+/// A run of failed requests, with no answer between them.
 #[derive(Debug, Default)]
 pub struct FailureStreak {
     since: Option<Instant>,
@@ -42,9 +42,9 @@ impl FailureStreak {
         *self = Self::default();
     }
 
-    /// A call started at `started` gave up at `now`; the reason to pause,
-    /// once the rule is met. The streak runs from its first call's start.
-    pub fn gave_up(
+    /// A request started at `started` failed at `now`; the reason to pause,
+    /// once the rule is met. The streak runs from its first request's start.
+    pub fn failed(
         &mut self,
         rule: &OutageRule,
         (started, now): (Instant, Instant),
@@ -55,7 +55,7 @@ impl FailureStreak {
         let lasted = now.saturating_duration_since(since);
         (lasted >= rule.after && self.calls >= rule.calls).then(|| {
             format!(
-                "{} calls failed over {} s with no answer between them; last: {error}",
+                "{} requests failed over {} s with no answer between them; last: {error}",
                 self.calls,
                 lasted.as_secs()
             )
@@ -76,9 +76,9 @@ mod tests {
     fn calls_failing_for_the_whole_window_pause() {
         let start = Instant::now();
         let mut streak = FailureStreak::default();
-        assert_eq!(streak.gave_up(&RULE, (start, start), "503"), None);
+        assert_eq!(streak.failed(&RULE, (start, start), "503"), None);
         assert_eq!(
-            streak.gave_up(
+            streak.failed(
                 &RULE,
                 (
                     start + Duration::from_secs(12),
@@ -89,7 +89,7 @@ mod tests {
             None
         );
         let reason = streak
-            .gave_up(
+            .failed(
                 &RULE,
                 (
                     start + Duration::from_secs(31),
@@ -100,27 +100,27 @@ mod tests {
             .expect("an outage");
         assert_eq!(
             reason,
-            "3 calls failed over 31 s with no answer between them; last: HTTP 503"
+            "3 requests failed over 31 s with no answer between them; last: HTTP 503"
         );
     }
 
     #[test]
-    fn the_streak_runs_from_the_first_failing_call_s_start() {
+    fn the_streak_runs_from_the_first_failing_request_s_start() {
         let start = Instant::now();
         let at = |s| start + Duration::from_secs(s);
         let mut streak = FailureStreak::default();
-        // Each call retried for 10 s in process before it gave up.
-        assert_eq!(streak.gave_up(&RULE, (start, at(10)), "503"), None);
-        assert_eq!(streak.gave_up(&RULE, (at(11), at(21)), "503"), None);
-        assert!(streak.gave_up(&RULE, (at(26), at(36)), "503").is_some());
+        // Requests that hung for 10 s each before they timed out.
+        assert_eq!(streak.failed(&RULE, (start, at(10)), "503"), None);
+        assert_eq!(streak.failed(&RULE, (at(11), at(21)), "503"), None);
+        assert!(streak.failed(&RULE, (at(26), at(36)), "503").is_some());
     }
 
     #[test]
-    fn many_calls_in_one_moment_are_not_an_outage() {
+    fn many_requests_in_one_moment_are_not_an_outage() {
         let start = Instant::now();
         let mut streak = FailureStreak::default();
         for _ in 0..50 {
-            assert_eq!(streak.gave_up(&RULE, (start, start), "timeout"), None);
+            assert_eq!(streak.failed(&RULE, (start, start), "timeout"), None);
         }
     }
 
@@ -128,9 +128,9 @@ mod tests {
     fn one_slow_failure_is_not_an_outage() {
         let start = Instant::now();
         let mut streak = FailureStreak::default();
-        streak.gave_up(&RULE, (start, start), "timeout");
+        streak.failed(&RULE, (start, start), "timeout");
         assert_eq!(
-            streak.gave_up(
+            streak.failed(
                 &RULE,
                 (
                     start + Duration::from_secs(600),
@@ -146,8 +146,8 @@ mod tests {
     fn an_answer_between_failures_starts_the_streak_again() {
         let start = Instant::now();
         let mut streak = FailureStreak::default();
-        streak.gave_up(&RULE, (start, start), "503");
-        streak.gave_up(
+        streak.failed(&RULE, (start, start), "503");
+        streak.failed(
             &RULE,
             (
                 start + Duration::from_secs(20),
@@ -157,7 +157,7 @@ mod tests {
         );
         streak.answered();
         assert_eq!(
-            streak.gave_up(
+            streak.failed(
                 &RULE,
                 (
                     start + Duration::from_secs(40),
@@ -168,7 +168,7 @@ mod tests {
             None
         );
         assert_eq!(
-            streak.gave_up(
+            streak.failed(
                 &RULE,
                 (
                     start + Duration::from_secs(60),
@@ -181,7 +181,7 @@ mod tests {
         );
         assert!(
             streak
-                .gave_up(
+                .failed(
                     &RULE,
                     (
                         start + Duration::from_secs(70),

@@ -1,10 +1,10 @@
 //! Outage mode: a marketplace that keeps failing is paused instead of
 //! burning its messages' attempts into dead letters.
 //!
-//! - **Detect.** Every publisher call that gave up transiently (after its
-//!   in-process retries) feeds the marketplace's [`FailureStreak`]; when
-//!   the [`OutageRule`] is met (default: failures for 30 s, at least 3
-//!   calls, no answer between them) the marketplace is paused by `fleet`.
+//! - **Detect.** Every publisher request that failed transiently (each try
+//!   of a call's in-process retries) feeds the marketplace's
+//!   [`FailureStreak`]; when the [`OutageRule`] is met (default: failures
+//!   for 30 s, at least 3 requests, no answer between them) the marketplace is paused by `fleet`.
 //! - **Pause.** The pause is written to the marketplace's row, with a
 //!   history record ([`store`]), so every publisher process sees it within
 //!   its refresh (2 s). While paused, the marketplace's publisher queues are
@@ -85,11 +85,11 @@ impl Pause {
         self.state.borrow().clone()
     }
 
-    /// Notes the outcome of a call started at `started`; pauses the
+    /// Notes the outcome of a request started at `started`; pauses the
     /// marketplace once the rule is met.
     pub async fn note<T>(&self, started: Instant, result: &Result<T, MarketplaceError>) {
         let reason = match result {
-            Err(error) if error.is_transient() => self.streak.lock().expect("poisoned").gave_up(
+            Err(error) if error.is_transient() => self.streak.lock().expect("poisoned").failed(
                 &self.options.rule,
                 (started, Instant::now()),
                 &error.to_string(),
