@@ -1,7 +1,8 @@
 //! End to end: how long a seller waits between an order appearing on a
 //! marketplace and the marketplace showing the lowered quantity.
 //!
-//! `cargo bench -p stockfleet-tests --bench fleet_latency [-- SECONDS]`
+//! `cargo bench -p stockfleet-tests --bench fleet_latency [-- SECONDS] [pooled]`
+//! (`pooled`: only the pooled phases, on a fleet fresh from seeding)
 //!
 //! The worker binaries run as separate processes against the real services
 //! and the simulator (in this process), at the default marketplace settings
@@ -278,6 +279,9 @@ async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: 
     let stored = stored_since(fleet, since).await;
     let pushes = pushes(fleet).await;
     let (mut everywhere, mut locked_at, mut no_push, mut unfinished) = (vec![], vec![], 0, 0);
+    // Placed → that marketplace accepted the lowered quantity, per other
+    // marketplace: which one holds the whole back.
+    let mut each: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (mp, id, sku, at) in &placed {
         let Some(&(_, Some(locked))) = stored.get(&(mp.clone(), id.clone())) else {
             unfinished += 1;
@@ -292,6 +296,9 @@ async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: 
             let first = pushes
                 .get(&(other.to_owned(), sku.clone()))
                 .and_then(|times| times.iter().find(|t| **t >= locked).copied());
+            if let Some(first) = first {
+                each.entry(other).or_default().push(seconds(*at, first));
+            }
             last = match (last, first) {
                 (Some(last), Some(first)) => Some(last.max(first)),
                 _ => None,
@@ -316,6 +323,12 @@ async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: 
         percentiles(&mut locked_at),
         percentiles(&mut everywhere)
     );
+    for (other, mut waits) in each {
+        println!(
+            "  placed elsewhere→{other} accepted it s {}",
+            percentiles(&mut waits)
+        );
+    }
     rates.print_since(fleet).await;
 }
 
@@ -325,6 +338,8 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(20);
+    // `pooled`: the pooled phases only (a fleet fresh from seeding).
+    let pooled_only = std::env::args().any(|a| a == "pooled");
     let started = Instant::now();
     let mut fleet = BenchFleet::new("latency").await;
     fleet.seed(SKUS, 100_000).await;
@@ -353,23 +368,25 @@ async fn main() {
             seconds: (seconds / 4).max(2),
         },
     ];
-    for (n, phase) in phases.iter().enumerate() {
-        run_phase(&fleet, phase, n as u64 + 1).await;
+    if !pooled_only {
+        for (n, phase) in phases.iter().enumerate() {
+            run_phase(&fleet, phase, n as u64 + 1).await;
+        }
+        fleet
+            .sim_send(
+                reqwest::Method::DELETE,
+                "/webhooks/woocommerce",
+                serde_json::json!({}),
+            )
+            .await;
+        let polling = Phase {
+            label: "seeded limits, WooCommerce by polling only",
+            rate: 20.0,
+            seconds,
+        };
+        run_phase(&fleet, &polling, 10).await;
+        fleet.webhooks_to_api().await;
     }
-    fleet
-        .sim_send(
-            reqwest::Method::DELETE,
-            "/webhooks/woocommerce",
-            serde_json::json!({}),
-        )
-        .await;
-    let polling = Phase {
-        label: "seeded limits, WooCommerce by polling only",
-        rate: 20.0,
-        seconds,
-    };
-    run_phase(&fleet, &polling, 10).await;
-    fleet.webhooks_to_api().await;
     let pooled: Vec<String> = (1..=POOLED).map(|n| format!("B-{n:06}")).collect();
     for sku in &pooled {
         stockfleet::admin::pools::pool(&fleet.db, sku, None, "bench")
@@ -384,13 +401,15 @@ async fn main() {
         };
         run_pooled_phase(&fleet, &phase, 20 + n as u64, &pooled).await;
     }
-    fleet.lift_rate_limits().await;
-    let lifted = Phase {
-        label: "rate limits lifted (the fleet's own share)",
-        rate: 20.0,
-        seconds,
-    };
-    run_phase(&fleet, &lifted, 11).await;
+    if !pooled_only {
+        fleet.lift_rate_limits().await;
+        let lifted = Phase {
+            label: "rate limits lifted (the fleet's own share)",
+            rate: 20.0,
+            seconds,
+        };
+        run_phase(&fleet, &lifted, 11).await;
+    }
     println!(
         "\nfleet_latency took {:.0} s",
         started.elapsed().as_secs_f64()
