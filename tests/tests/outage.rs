@@ -42,6 +42,20 @@ async fn outage_publisher(env: &TestEnv, pause_after: u32) -> (tokio::process::C
     (publisher, base)
 }
 
+/// Each of `skus` listed on Refurbed with 20 in stock, its push landed.
+async fn listed_and_pushed(env: &TestEnv, sim: &Sim, skus: &[&str]) {
+    for sku in skus {
+        sim.listing("refurbed", sku, 0).await;
+        env.set_stock_on("refurbed", sku, 20).await;
+    }
+    eventually("every listing pushed", || async {
+        // An increase waits for a poll started after the last push.
+        env.orders_polled("refurbed").await;
+        env.in_sync(sim, "refurbed").await
+    })
+    .await;
+}
+
 const PAUSED: &str =
     "SELECT count(*) FROM marketplaces WHERE code = 'refurbed' AND paused_by = 'fleet'";
 
@@ -58,16 +72,7 @@ async fn an_outage_longer_than_the_retry_ladder_pauses_and_loses_nothing() {
     let api = env.api().await;
     let operator = env.token("outage-operator", Role::Operator).await;
     let (_publisher, base) = outage_publisher(&env, 1).await;
-    for sku in SKUS {
-        sim.listing("refurbed", sku, 0).await;
-        env.set_stock_on("refurbed", sku, 20).await;
-    }
-    eventually("every listing pushed", || async {
-        // An increase waits for a poll started after the last push.
-        env.orders_polled("refurbed").await;
-        env.in_sync(&sim, "refurbed").await
-    })
-    .await;
+    listed_and_pushed(&env, &sim, &SKUS).await;
 
     // Refurbed answers 503 to everything for a minute; stock keeps changing.
     sim.faults("refurbed", json!({"outage_secs": 60})).await;
@@ -147,15 +152,7 @@ async fn an_outage_met_only_by_increases_pauses_too() {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     let (_publisher, _) = outage_publisher(&env, 3).await;
-    for sku in &SKUS[..2] {
-        sim.listing("refurbed", sku, 0).await;
-        env.set_stock_on("refurbed", sku, 20).await;
-    }
-    eventually("every listing pushed", || async {
-        env.orders_polled("refurbed").await;
-        env.in_sync(&sim, "refurbed").await
-    })
-    .await;
+    listed_and_pushed(&env, &sim, &SKUS[..2]).await;
     sim.faults("refurbed", json!({"outage_secs": 60})).await;
     // A poll after the last push covers the increases: each reads what
     // Refurbed shows first (it takes sold units off by itself).

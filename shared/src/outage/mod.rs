@@ -4,7 +4,8 @@
 //! - **Detect.** Every publisher request that failed transiently (each try
 //!   of a call's in-process retries) feeds the marketplace's
 //!   [`FailureStreak`]; when the [`OutageRule`] is met (default: failures
-//!   for 30 s, at least 3 requests, no answer between them) the marketplace is paused by `fleet`.
+//!   for 30 s, at least 3 requests, no answer between them) the
+//!   marketplace is paused by `fleet`.
 //! - **Pause.** The pause is written to the marketplace's row, with a
 //!   history record ([`store`]), so every publisher process sees it within
 //!   its refresh (2 s). While paused, the marketplace's publisher queues are
