@@ -77,6 +77,10 @@ pub struct ConsumerSettings {
     /// idempotent) so the process stops within its grace period.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Batches a consumer works at once: 1 (in order), except where a worker
+    /// sets more for a queue (the publisher's stock queues).
+    #[arg(skip = 1usize)]
+    pub batches_in_flight: usize,
 }
 
 impl Settings {

@@ -6,7 +6,7 @@
 //! command. The publisher settles the row: done, or failed with the reason.
 
 use crate::bus::Envelope;
-use crate::bus::consumer::HandlerError;
+use crate::bus::HandlerError;
 use crate::bus::outbox::{self, OutboxMessage};
 use crate::domain::OrderStatus;
 use crate::domain::status_change::{self, Refusal};

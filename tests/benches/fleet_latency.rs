@@ -12,8 +12,8 @@
 //! runs a quarter of it) over 100 SKUs on all three marketplaces with the
 //! seeded rate limits; then 20/s with WooCommerce by polling only (no
 //! webhooks); then 1 and 20/s on 20 pooled SKUs (one count shared by the
-//! three marketplaces: placed on one → every other one accepted the
-//! lowered quantity); then 20/s with every rate limit lifted (the fleet's
+//! three marketplaces: placed on one → every other one shows the lowered
+//! quantity); then 20/s with every rate limit lifted (the fleet's
 //! own share). Each phase prints the requests per minute per marketplace,
 //! caller and class against the limit.
 //! Per order: placed → stored (first_seen_at) → lock committed (locked_at)
@@ -183,20 +183,24 @@ async fn stored_since(
         .collect()
 }
 
+/// A quantity the simulator accepted: when, and how many.
+type Accepted = (DateTime<Utc>, i64);
+
 /// Every quantity the simulator accepted, by (marketplace, SKU), in time order.
-async fn pushes(fleet: &BenchFleet) -> HashMap<(String, String), Vec<DateTime<Utc>>> {
+async fn pushes(fleet: &BenchFleet) -> HashMap<(String, String), Vec<Accepted>> {
     let history = fleet.sim_get("/pushes").await["history"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut pushes: HashMap<(String, String), Vec<DateTime<Utc>>> = HashMap::new();
+    let mut pushes: HashMap<(String, String), Vec<Accepted>> = HashMap::new();
     for push in &history {
         let key = (
             push["marketplace"].as_str().unwrap_or("").to_owned(),
             push["sku"].as_str().unwrap_or("").to_owned(),
         );
-        if let Some(at) = push["at"].as_str().and_then(|t| t.parse().ok()) {
-            pushes.entry(key).or_default().push(at);
+        let at = push["at"].as_str().and_then(|t| t.parse().ok());
+        if let (Some(at), Some(quantity)) = (at, push["quantity"].as_i64()) {
+            pushes.entry(key).or_default().push((at, quantity));
         }
     }
     for times in pushes.values_mut() {
@@ -225,9 +229,9 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
         steps.total.push(seconds(*at, locked));
         let pushed = pushes
             .get(&(mp.clone(), sku.clone()))
-            .and_then(|times| times.iter().find(|t| **t >= locked).copied());
+            .and_then(|times| times.iter().find(|(t, _)| *t >= locked).copied());
         match pushed {
-            Some(pushed) => steps.pushed.push(seconds(locked, pushed)),
+            Some((pushed, _)) => steps.pushed.push(seconds(locked, pushed)),
             None => steps.no_push += 1,
         }
     }
@@ -270,16 +274,22 @@ async fn run_phase(fleet: &BenchFleet, phase: &Phase, seed: u64) {
 }
 
 /// Orders on pooled SKUs: placed on one marketplace → every other
-/// marketplace of the pool accepted a quantity computed after the lock
-/// (the first push after it, which coalesces the orders before it).
+/// marketplace of the pool shows no more than a quantity computed after the
+/// lock (the first push after it, which coalesces the orders before it).
+/// A marketplace whose last accepted quantity before the lock was already
+/// no more than that (an increase still on its way to it) never showed the
+/// sold unit: its wait is 0, counted apart as "already below".
 async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: &[String]) {
     let since = Utc::now();
     let rates = RequestCounts::take(fleet).await;
+    // What each listing shows before the phase (at most: its own orders lower it).
+    let at_start = fleet.sim_get("/pushes").await["current"].clone();
     let placed = generate(fleet, phase, seed, pooled).await;
     let stored = stored_since(fleet, since).await;
     let pushes = pushes(fleet).await;
     let (mut everywhere, mut locked_at, mut no_push, mut unfinished) = (vec![], vec![], 0, 0);
-    // Placed → that marketplace accepted the lowered quantity, per other
+    let mut already_below = 0;
+    // Placed → that marketplace showed the lowered quantity, per other
     // marketplace: which one holds the whole back.
     let mut each: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (mp, id, sku, at) in &placed {
@@ -291,16 +301,35 @@ async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: 
         let others = ["backmarket", "refurbed", "woocommerce"]
             .into_iter()
             .filter(|other| *other != mp);
-        let mut last = Some(locked);
+        let mut last = Some(*at);
         for other in others {
-            let first = pushes
-                .get(&(other.to_owned(), sku.clone()))
-                .and_then(|times| times.iter().find(|t| **t >= locked).copied());
-            if let Some(first) = first {
-                each.entry(other).or_default().push(seconds(*at, first));
+            let accepted = pushes.get(&(other.to_owned(), sku.clone()));
+            let all = accepted.map_or(&[][..], Vec::as_slice);
+            // The quantity computed after the lock; shown from the first
+            // accepted quantity at or below it (from placement on).
+            let lowered = all.iter().find(|(t, _)| *t >= locked).map(|(_, q)| *q);
+            let before = all
+                .iter()
+                .rev()
+                .find(|(t, _)| *t < *at)
+                .map(|(_, q)| *q)
+                .or_else(|| at_start[other][sku.as_str()].as_i64());
+            let shown = match (before, lowered) {
+                (Some(before), Some(lowered)) if before <= lowered => {
+                    already_below += 1;
+                    Some(*at)
+                }
+                (_, Some(lowered)) => all
+                    .iter()
+                    .find(|(t, q)| *t >= *at && *q <= lowered)
+                    .map(|(t, _)| *t),
+                (_, None) => None,
+            };
+            if let Some(shown) = shown {
+                each.entry(other).or_default().push(seconds(*at, shown));
             }
-            last = match (last, first) {
-                (Some(last), Some(first)) => Some(last.max(first)),
+            last = match (last, shown) {
+                (Some(last), Some(shown)) => Some(last.max(shown)),
                 _ => None,
             };
         }
@@ -319,17 +348,52 @@ async fn run_pooled_phase(fleet: &BenchFleet, phase: &Phase, seed: u64, pooled: 
         pooled.len()
     );
     println!(
-        "  placed→locked s {}   placed→every other marketplace accepted the lowered quantity s {}   (p50/p95/p99/max)   no push needed {no_push}, unfinished {unfinished}",
+        "  placed→locked s {}   placed→every other marketplace showed the lowered quantity s {}   (p50/p95/p99/max)   no push needed {no_push}, already below {already_below}, unfinished {unfinished}",
         percentiles(&mut locked_at),
         percentiles(&mut everywhere)
     );
     for (other, mut waits) in each {
         println!(
-            "  placed elsewhere→{other} accepted it s {}",
+            "  placed elsewhere→{other} showed it s {}",
             percentiles(&mut waits)
         );
     }
     rates.print_since(fleet).await;
+}
+
+/// Waits (at most 300 s) until every marketplace shows the pooled
+/// quantities: pooling raised them all (one count for three), and a
+/// marketplace still showing the old, lower quantity never shows a sold
+/// unit, so a phase started before measures nothing.
+async fn pooled_quantities_shown(fleet: &BenchFleet, pooled: &[String]) {
+    let started = Instant::now();
+    loop {
+        let window = stockfleet::domain::listing::Window {
+            limit: 1000,
+            offset: 0,
+        };
+        let every = stockfleet::admin::stock::StockFilter::every(window);
+        let rows = stockfleet::admin::stock::rows(&fleet.db, &every)
+            .await
+            .expect("stock rows")
+            .items;
+        let behind = rows
+            .iter()
+            .filter(|r| pooled.contains(&r.sku) && r.last_api_quantity != Some(r.buffered as i32))
+            .count();
+        if behind == 0 {
+            println!(
+                "\npooled quantities shown everywhere {:.1} s after pooling",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{behind} pooled rows not pushed after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::main]
@@ -393,6 +457,7 @@ async fn main() {
             .await
             .expect("pool a seeded SKU");
     }
+    pooled_quantities_shown(&fleet, &pooled).await;
     for (n, rate) in [1.0, 20.0].into_iter().enumerate() {
         let phase = Phase {
             label: "pooled, defaults, seeded limits",

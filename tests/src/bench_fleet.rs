@@ -172,7 +172,11 @@ impl BenchFleet {
             .env("BUS_PREFIX", &self.prefix)
             .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
             .env("API_ADDR", &self.api_addr)
-            .env("RUST_LOG", "error")
+            // `BENCH_WORKER_LOG` (a RUST_LOG filter) shows why a figure is what it is.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .env("LOG_FORMAT", "text")
             .env("WEBHOOK_SECRET_WOOCOMMERCE", "bench-secret")
             .env("BACKMARKET_TOKEN", &credentials.backmarket_token)

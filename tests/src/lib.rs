@@ -79,6 +79,7 @@ impl TestEnv {
                 max_attempts: 3,
                 retry_delays_ms: vec![100, 200],
                 shutdown_grace_ms: 10_000,
+                batches_in_flight: 1,
             },
         };
         stockfleet::db::migrate(&database_url)

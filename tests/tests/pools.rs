@@ -67,6 +67,18 @@ async fn every_marketplace_shows(sim: &Sim, sku: &str, quantity: i64) {
     }
 }
 
+/// Waits until the order's lock is committed.
+async fn order_locked(env: &TestEnv, order: &str) {
+    let locked = format!(
+        "SELECT count(*) FROM marketplace_stock_locks
+         WHERE order_external_id = '{order}' AND lock_status = 'locked'"
+    );
+    eventually("the order is locked", || async {
+        env.scalar(&locked).await == 1
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_sale_anywhere_lowers_the_pool_everywhere_and_a_cancel_raises_it_again() {
     let env = TestEnv::new().await;
@@ -142,14 +154,7 @@ async fn at_the_default_poll_settings_the_last_pooled_unit_sold_on_back_market_i
     every_marketplace_shows(&sim, "LAST-1", 1).await;
     let placed = tokio::time::Instant::now();
     let order = sim.place("backmarket", "LAST-1", 1).await;
-    let locked = format!(
-        "SELECT count(*) FROM marketplace_stock_locks
-         WHERE order_external_id = '{order}' AND lock_status = 'locked'"
-    );
-    eventually("the order is locked", || async {
-        env.scalar(&locked).await == 1
-    })
-    .await;
+    order_locked(&env, &order).await;
     eventually("Refurbed and WooCommerce show 0", || async {
         sim.quantity("refurbed", "LAST-1").await == Some(0)
             && sim.quantity("woocommerce", "LAST-1").await == Some(0)
@@ -162,6 +167,55 @@ async fn at_the_default_poll_settings_the_last_pooled_unit_sold_on_back_market_i
         took < std::time::Duration::from_secs(3),
         "placed on Back Market -> locked and 0 on Refurbed and WooCommerce took {took:?}"
     );
+}
+
+#[tokio::test]
+async fn a_pooled_sale_reaches_back_market_ahead_of_a_backlog_of_increases_waiting_for_its_budget()
+{
+    let env = TestEnv::new().await;
+    let sim = env.sim().await;
+    let _workers = pooled_fleet(&env, &sim, "LANE-P", 5, None).await;
+    every_marketplace_shows(&sim, "LANE-P", 5).await;
+    // 30 increases on Back Market: each a read and a push at low priority,
+    // which wait for a full listings bucket (2 permits, 1.5 a second):
+    // about 40 s of them.
+    let backlog: Vec<String> = (1..=30).map(|n| format!("LANE-UP-{n:02}")).collect();
+    for sku in &backlog {
+        sim.listing("backmarket", sku, 0).await;
+        env.set_stock_on("backmarket", sku, 10).await;
+    }
+    let order = sim.place("refurbed", "LANE-P", 1).await;
+    order_locked(&env, &order).await;
+    let since_lock = tokio::time::Instant::now();
+    eventually("Back Market shows the pool's 4", || async {
+        sim.quantity("backmarket", "LANE-P").await == Some(4)
+    })
+    .await;
+    let took = since_lock.elapsed();
+    let mut raised = 0;
+    for sku in &backlog {
+        raised += usize::from(sim.quantity("backmarket", sku).await == Some(10));
+    }
+    // One batch at a time, the decrease waited behind the increases' batch
+    // (5 s of patience per increase, eight at a time).
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "locked -> Back Market showing 4 took {took:?}"
+    );
+    assert!(
+        raised < backlog.len() / 2,
+        "the decrease went ahead of the backlog, not after it: {raised} of {} increases had landed",
+        backlog.len()
+    );
+    // And the backlog drains after it, within the limits.
+    for sku in &backlog {
+        let sku = sku.as_str();
+        eventually("every increase lands", || async {
+            sim.quantity("backmarket", sku).await == Some(10)
+        })
+        .await;
+    }
+    assert_eq!(sim.violations("backmarket").await, 0);
 }
 
 /// Two marketplaces order the last unit of a pool at the same instant;

@@ -8,7 +8,6 @@
 //! ones (decreases, commands) first, and decreases are started first.
 
 use super::PublisherHandler;
-use super::commit::Effects;
 use super::rows::Group;
 use crate::bus::{Handler, HandlerError, Incoming};
 use crate::events::{ACCEPT_ORDERLINE, RECONCILIATION, STOCK_CHANGED, StockChanged};
@@ -18,33 +17,29 @@ use std::sync::Mutex;
 
 impl Handler for PublisherHandler {
     async fn handle(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
+        let started = std::time::Instant::now();
         let mut results: Vec<Result<(), HandlerError>> = vec![Ok(()); batch.len()];
         let sorted = sort(batch, &self.marketplace.code, &mut results);
+        let rows = sorted.groups.len();
+        let order_commands =
+            sorted.accepts.len() + sorted.commands.iter().map(Vec::len).sum::<usize>();
         // Commands (orders class) and pushes (listings class) go side by
         // side: an accept never waits for a push's permit, nor the reverse.
         let (commands, pushes) = tokio::join!(
             self.run_commands(batch, sorted.accepts, sorted.commands),
             self.run_pushes(batch, sorted.groups)
         );
-        for (index, result) in commands {
-            results[index] = result;
-        }
-        let (pushed, effects) = match pushes {
+        let pushes = match pushes {
             Ok(pushes) => pushes,
             Err(error) => return vec![Err(error); batch.len()],
         };
-        for (index, result) in &pushed {
-            results[*index] = result.clone();
-        }
-        if let Err(error) = self.commit(effects).await {
-            // The calls went out but are not recorded: retry them (pushes are absolute).
-            for (index, _) in pushed {
-                if results[index].is_ok() {
-                    results[index] = Err(error.clone());
-                }
-            }
+        for (index, result) in commands.into_iter().chain(pushes) {
+            results[index] = result;
         }
         super::handler::deferred_while_paused(&mut results, &self.pause);
+        tracing::debug!(marketplace = %self.marketplace.code, messages = batch.len(), rows, order_commands,
+            deferred = results.iter().filter(|r| matches!(r, Err(HandlerError::Deferred(_)))).count(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "batch worked");
         results
     }
 }
@@ -192,16 +187,22 @@ impl PublisherHandler {
     }
 
     /// Every row's push, decreases started first, up to `calls_in_flight`
-    /// at once; the outcome of each carrier and what the batch writes back.
+    /// at once; the outcome of each carrier (each row commits its own).
     async fn run_pushes(
         &self,
         batch: &[Incoming],
         groups: BTreeMap<i64, Group>,
-    ) -> Result<(Vec<(usize, Result<(), HandlerError>)>, Effects), HandlerError> {
+    ) -> Result<Vec<(usize, Result<(), HandlerError>)>, HandlerError> {
         if groups.is_empty() {
-            return Ok((Vec::new(), Effects::default()));
+            return Ok(Vec::new());
         }
         let ids: Vec<i64> = groups.keys().copied().collect();
+        // Taken before the rows are read: a row another batch works
+        // meanwhile is read again under its lock (row_lock.rs).
+        let versions: HashMap<i64, u64> = ids
+            .iter()
+            .map(|&id| (id, self.row_locks.version(id)))
+            .collect();
         let rows = self.load_rows(&ids).await?;
         let mut done = Vec::new();
         // Decreases first: they are what keeps the marketplace from
@@ -224,33 +225,25 @@ impl PublisherHandler {
             lane(rows[stock_id].is_decrease(), group.origin.is_some())
         });
         let outage = Outage::default();
-        let (outage, rows) = (&outage, &rows);
+        let (outage, rows, versions) = (&outage, &rows, &versions);
         let pushes: Vec<_> = futures::stream::iter(ordered)
             .map(|(stock_id, group)| async move {
-                let mut effects = Effects::default();
                 let result = match outage.current() {
                     Some(error) => Err(error),
                     None => {
                         let reference = batch[group.carrier].envelope.id.to_string();
-                        self.sync_row(stock_id, &rows[&stock_id], &group, &reference, &mut effects)
-                            .await
+                        let view = (&rows[&stock_id], versions[&stock_id]);
+                        self.sync_row(stock_id, view, &group, &reference).await
                     }
                 };
                 outage.note(&result);
-                if let (Ok(()), Some(origin)) = (&result, group.origin) {
-                    effects.propagated.push((stock_id, origin));
-                }
-                (group.carrier, result, effects)
+                (group.carrier, result)
             })
             .buffer_unordered(self.calls_in_flight)
             .collect()
             .await;
-        let mut effects = Effects::default();
-        for (carrier, result, more) in pushes {
-            effects.merge(more);
-            done.push((carrier, result));
-        }
-        Ok((done, effects))
+        done.extend(pushes);
+        Ok(done)
     }
 }
 

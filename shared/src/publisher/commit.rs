@@ -1,4 +1,4 @@
-//! What a batch writes back once its calls are done, in one transaction.
+//! What a row's push writes back once its calls are done, in one transaction.
 
 use super::{POLL_REQUEST_INTERVAL, PublisherHandler};
 use crate::bus::outbox::{self, OutboxMessage};
@@ -11,7 +11,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// What the batch writes back once its calls are done.
+/// What a row's push writes back once its calls are done.
 #[derive(Default)]
 pub(super) struct Effects {
     /// Rows pushed (or confirmed by a read): id, quantity shown, when the
@@ -48,12 +48,12 @@ impl Effects {
         self.synced.push((stock_id, quantity, at, read_back));
     }
 
-    /// Adds what another row's push recorded.
-    pub(super) fn merge(&mut self, other: Effects) {
-        self.synced.extend(other.synced);
-        self.notes.extend(other.notes);
-        self.request_poll |= other.request_poll;
-        self.propagated.extend(other.propagated);
+    /// Nothing to write back.
+    pub(super) fn is_empty(&self) -> bool {
+        self.synced.is_empty()
+            && self.notes.is_empty()
+            && !self.request_poll
+            && self.propagated.is_empty()
     }
 }
 

@@ -153,9 +153,13 @@ impl Consumers {
             let mut settings = worker.settings.consumer.clone();
             if spec.name == QueueSpec::publisher(&row.code).name {
                 settings.batch_size = settings.batch_size.max(options.stock_batch);
+                settings.batches_in_flight = options.stock_batches_in_flight.max(1);
+                // Room for a second full batch while one is under way; many
+                // small batches fit in it, a backlog goes two big ones at a time.
+                let unacked = settings.batch_size * 2;
                 settings.prefetch = settings
                     .prefetch
-                    .max(u16::try_from(settings.batch_size).unwrap_or(u16::MAX));
+                    .max(u16::try_from(unacked).unwrap_or(u16::MAX));
             }
             let consumed = bus::consumer::run_pausable(
                 worker.bus.clone(),

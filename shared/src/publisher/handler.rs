@@ -34,6 +34,10 @@ pub struct PublisherHandler {
     pub(super) calls_in_flight: usize,
     /// Outage mode: the streak of failed calls and the pause its queues follow.
     pub(super) pause: Arc<Pause>,
+    /// One push of a row at a time across the batches under way.
+    pub(super) row_locks: super::row_lock::RowLocks,
+    /// Held while one row takes its low-priority permits (push.rs).
+    pub(super) low_lane: tokio::sync::Mutex<()>,
 }
 
 impl PublisherHandler {
@@ -75,6 +79,8 @@ impl PublisherHandler {
             last_poll_request: Mutex::new(None),
             calls_in_flight: calls_in_flight.max(1),
             pause,
+            row_locks: Default::default(),
+            low_lane: Default::default(),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Pushing one stock row: decide (push_guard), wait for the permit, decide
-//! again on the row as it is then (an increase on a decrementing
-//! marketplace reading what it shows first), send.
+//! Pushing one stock row: decide (push_guard), take the permit, then, under
+//! the row's lock, decide again on the row as it is then (an increase on a
+//! decrementing marketplace reading what it shows first), send, and commit
+//! what the marketplace was shown.
 //!
 //! The quantity is computed once the permit is in hand, not before the wait.
 //! Pushes are absolute: a push overwrites the marketplace's own decrements
@@ -9,6 +10,14 @@
 //! lasts seconds, and a sell-out's orders placed meanwhile would be given
 //! back; computed after the wait, only the request's own round trip is
 //! exposed, and the buffer covers that.
+//!
+//! Batches overlap (the stock queue works several at once), so a row's work
+//! holds its lock ([`super::row_lock`]) and commits on its own. High-priority
+//! work (a decrease) takes the lock first: a second batch's decrease of the
+//! row waits for the first, then finds it pushed and costs no permit.
+//! Low-priority work (an increase, a reconciliation read) takes its permits
+//! first and the lock only then: waiting for a full bucket, it holds up no
+//! decrease of the row.
 
 use super::PublisherHandler;
 use super::commit::{Effects, SyncNote};
@@ -18,96 +27,181 @@ use crate::bus::HandlerError;
 use crate::domain::ledger::ChangeType;
 use crate::domain::push_guard::{PushDecision, decide, read_back_after_push};
 use crate::marketplace::budget::{self, EndpointClass, Priority};
+use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long an increase waits for its permits (the push's and its read's)
-/// inside a batch before it is deferred (back through the shortest retry
-/// queue, no attempt counted). The batch and the next one's decreases wait
-/// for it, but it must fit two low-priority permits: those wait for a full
-/// bucket, and Back Market's listings bucket (2 permits, 1.5 a second)
-/// takes 2.7 s for two. At 1 s a chaos run's Back Market increases never
-/// went, and each try spent a permit.
+/// before it is deferred (back through the shortest retry queue, no attempt
+/// counted). Other batches go on meanwhile, but it must fit two
+/// low-priority permits: those wait for a full bucket, and Back Market's
+/// listings bucket (2 permits, 1.5 a second) takes 2.7 s for two. At 1 s a
+/// chaos run's Back Market increases never went, and each try spent a permit.
 const INCREASE_PATIENCE: Duration = Duration::from_secs(5);
 
+/// Listing permits taken before the row's lock, spent by its next calls.
+#[derive(Default)]
+struct Held(u32);
+
+impl Held {
+    /// Runs `call` on a held permit, if one is left (else it takes its own).
+    async fn spend<F: Future>(&mut self, call: F) -> F::Output {
+        if self.0 == 0 {
+            return call.await;
+        }
+        self.0 -= 1;
+        budget::prepaid(EndpointClass::Listings, call).await
+    }
+}
+
 impl PublisherHandler {
-    /// Pushes (or skips, or defers) one row; records what it did in `effects`.
+    /// Pushes (or skips, or defers) one row and commits what it did.
     pub(super) async fn sync_row(
         &self,
         stock_id: i64,
-        row: &RowState,
+        (row, version): (&RowState, u64),
         group: &Group,
         reference: &str,
+    ) -> Result<(), HandlerError> {
+        let mut effects = Effects::default();
+        let mut locked = None;
+        let view = (row, version, group);
+        let result = self
+            .work_row(stock_id, view, reference, &mut effects, &mut locked)
+            .await;
+        if let (Ok(()), Some(origin)) = (&result, &group.origin) {
+            effects.propagated.push((stock_id, origin.clone()));
+        }
+        // Under the row's lock still: the next push of the row decides from it.
+        let committed = match effects.is_empty() {
+            true => Ok(()),
+            // The calls went out but are not recorded: retry them (pushes are absolute).
+            false => self.commit(effects).await,
+        };
+        drop(locked);
+        result.and(committed)
+    }
+
+    /// One row's decisions and calls; `locked` holds the row's lock once taken.
+    async fn work_row<'a>(
+        &'a self,
+        stock_id: i64,
+        (row, version, group): (&RowState, u64, &Group),
+        reference: &str,
         effects: &mut Effects,
+        locked: &mut Option<super::row_lock::RowGuard<'a>>,
     ) -> Result<(), HandlerError> {
         if !row.known {
             metrics::counter!("stockfleet_push_skipped_total", "marketplace" => self.marketplace.code.clone(), "reason" => "unknown_stock").increment(1);
             return Ok(());
         }
-        // What the marketplace shows now: read on a reconciliation or when
-        // the estimate is uncertain (estimate.rs), before deciding; before an
-        // increase on a decrementing marketplace (push_guard, rule 4) once
-        // the push's permit is in hand, below; else our estimate.
-        let reported = match why_read(row, group).filter(|why| *why != Read::BeforeIncrease) {
-            Some(why) => Some(
-                self.read_and_note(stock_id, row, (group, why, None), reference, effects)
-                    .await?,
-            ),
-            None => None,
+        let started = Instant::now();
+        let patience = started + INCREASE_PATIENCE;
+        let mut held = Held::default();
+        let mut gated = false;
+        // As the batch saw the row: what the work needs first. A view
+        // another batch has overtaken decides nothing: lock, then read.
+        let current = self.row_locks.untouched_since(stock_id, version);
+        let first_read = why_read(row, group).filter(|_| current);
+        let first = match first_read {
+            _ if !current => Priority::High,
+            Some(why @ (Read::Reconcile | Read::Uncertain)) => why.priority(),
+            _ => match self.priority(stock_id, row, None, effects)? {
+                None => return Ok(()),
+                Some(priority) => priority,
+            },
         };
-        let patience = tokio::time::Instant::now() + INCREASE_PATIENCE;
-        let Some(priority) = self.priority(stock_id, row, reported, effects)? else {
-            return Ok(());
-        };
-        if let Some(gate) = &self.quantity_budget {
-            gate.wait().await;
-        }
-        let permit = budget::with_priority(priority, self.budget.acquire(EndpointClass::Listings));
-        if priority == Priority::Low {
-            // An increase that cannot have a permit soon waits outside the
-            // batch: the next batch's decreases must not wait behind it.
-            if tokio::time::timeout_at(patience, permit).await.is_err() {
-                return Err(self.short_of_budget(row));
+        if first == Priority::Low {
+            // Permits first, then the lock: see the module's comment. One
+            // row at a time takes them: spread over a dozen increases, each
+            // took its read's permit and none its push's within patience.
+            let patience = (first_read != Some(Read::Reconcile)).then_some(patience);
+            let lane = self.low_lane.lock();
+            let _lane = match patience {
+                Some(patience) => tokio::time::timeout_at(patience, lane)
+                    .await
+                    .map_err(|_| self.short_of_budget(row))?,
+                None => lane.await,
+            };
+            if first_read.is_none_or(|why| why == Read::BeforeIncrease) {
+                self.gate().await;
+                gated = true;
             }
-        } else {
-            permit.await;
+            let wanted = if first_read == Some(Read::BeforeIncrease) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..wanted {
+                self.permit(Priority::Low, patience, row).await?;
+                held.0 += 1;
+            }
         }
+        *locked = Some(self.row_locks.lock(stock_id).await);
         let mut fresh = self.load_rows(&[stock_id]).await?;
         let Some(row) = fresh.remove(&stock_id) else {
             return Err(HandlerError::Permanent(format!(
                 "stock row {stock_id} was deleted before its push"
             )));
         };
+        // What the marketplace shows now: read on a reconciliation or when
+        // the estimate is uncertain (estimate.rs), before deciding; before an
+        // increase on a decrementing marketplace (push_guard, rule 4) just
+        // before the push, below; else our estimate.
+        let mut reported = match why_read(&row, group) {
+            Some(why @ (Read::Reconcile | Read::Uncertain)) => Some(
+                self.read_and_note(
+                    stock_id,
+                    &row,
+                    (group, why, None),
+                    reference,
+                    effects,
+                    &mut held,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let Some(mut priority) = self.priority(stock_id, &row, reported, effects)? else {
+            return Ok(());
+        };
+        if held.0 == 0 {
+            if !gated {
+                self.gate().await;
+            }
+            self.permit(
+                priority,
+                (priority == Priority::Low).then_some(patience),
+                &row,
+            )
+            .await?;
+            held.0 += 1;
+        }
         // Rule 4's read comes last, just before the push: the units it gives
         // back are only those of orders placed during the read's and the
         // push's round trips. Read before the permit, a chaos run gave back
         // the orders of a 5 s wait for it on a SKU selling 2 units a second.
-        let reported = match reported {
-            None if why_read(&row, group) == Some(Read::BeforeIncrease) => Some(
-                self.read_and_note(
-                    stock_id,
-                    &row,
-                    (group, Read::BeforeIncrease, Some(patience)),
-                    reference,
-                    effects,
-                )
-                .await?,
-            ),
-            reported => reported,
-        };
+        if reported.is_none() && why_read(&row, group) == Some(Read::BeforeIncrease) {
+            let read = (group, Read::BeforeIncrease, Some(patience));
+            reported = Some(
+                self.read_and_note(stock_id, &row, read, reference, effects, &mut held)
+                    .await?,
+            );
+            match self.priority(stock_id, &row, reported, effects)? {
+                Some(again) => priority = again,
+                None => return Ok(()),
+            }
+        }
         let shown = reported.or_else(|| row.shown_estimate());
-        let Some(priority) = self.priority(stock_id, &row, reported, effects)? else {
-            return Ok(());
-        };
         let push = self.call("set_listing_quantity", || {
             self.adapter.set_listing_quantity(&row.sku, row.target)
         });
-        budget::prepaid(
-            EndpointClass::Listings,
-            budget::with_priority(priority, push),
-        )
-        .await
-        .map_err(handler_error)?;
+        held.spend(budget::with_priority(priority, push))
+            .await
+            .map_err(handler_error)?;
         let target = row.target as i32;
+        tracing::debug!(marketplace = %self.marketplace.code, sku = %row.sku, target, ?priority,
+            read = ?why_read(&row, group), elapsed_ms = started.elapsed().as_millis() as u64, "pushed");
         // When it landed: orders placed before it were overwritten (estimate.rs).
         let read_back = read_back_after_push(shown, target);
         effects.record_pushed(stock_id, target, chrono::Utc::now(), read_back);
@@ -125,6 +219,33 @@ impl PublisherHandler {
         Ok(())
     }
 
+    /// Waits for the marketplace's cap on quantity updates, if it has one.
+    async fn gate(&self) {
+        if let Some(gate) = &self.quantity_budget {
+            gate.wait().await;
+        }
+    }
+
+    /// Takes one listing permit at `priority`; by `patience` at the latest,
+    /// else the row is deferred (an increase waits outside the batch).
+    async fn permit(
+        &self,
+        priority: Priority,
+        patience: Option<Instant>,
+        row: &RowState,
+    ) -> Result<(), HandlerError> {
+        let permit = budget::with_priority(priority, self.budget.acquire(EndpointClass::Listings));
+        match patience {
+            Some(patience) => tokio::time::timeout_at(patience, permit)
+                .await
+                .map_err(|_| self.short_of_budget(row)),
+            None => {
+                permit.await;
+                Ok(())
+            }
+        }
+    }
+
     /// Reads what the marketplace shows (an increase's read by its
     /// `patience` at the latest, else it is deferred); a read that disagrees with
     /// the estimate becomes its new baseline: what it lacks are orders we
@@ -134,11 +255,13 @@ impl PublisherHandler {
         &self,
         stock_id: i64,
         row: &RowState,
-        (group, why, patience): (&Group, Read, Option<tokio::time::Instant>),
+        (group, why, patience): (&Group, Read, Option<Instant>),
         reference: &str,
         effects: &mut Effects,
+        held: &mut Held,
     ) -> Result<i32, HandlerError> {
-        let read = self.read_shown(stock_id, row, (group, why.priority()), reference, effects);
+        let read =
+            held.spend(self.read_shown(stock_id, row, (group, why.priority()), reference, effects));
         let reported = match patience {
             Some(patience) => tokio::time::timeout_at(patience, read)
                 .await

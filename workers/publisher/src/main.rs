@@ -20,6 +20,9 @@ fn main() -> std::process::ExitCode {
         if let Some(batch) = count_from_env("PUBLISHER_STOCK_BATCH", 10_000)? {
             options.stock_batch = batch;
         }
+        if let Some(batches) = count_from_env("PUBLISHER_STOCK_BATCHES_IN_FLIGHT", 64)? {
+            options.stock_batches_in_flight = batches;
+        }
         // Outage mode: when a marketplace that keeps failing is paused, how it is probed.
         if let Some(after) = seconds_from_env("OUTAGE_PAUSE_AFTER_SECONDS")? {
             options.outage.rule.after = after;
