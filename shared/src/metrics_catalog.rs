@@ -23,6 +23,11 @@ pub fn describe() {
         Unit::Seconds,
         "Time to handle and settle one batch of messages, by queue."
     );
+    describe_histogram!(
+        "stockfleet_stage_seconds",
+        Unit::Seconds,
+        "Time of one stage of a batch or relay round (settle.decode, ledger.lock_rows, outbox.publish, …), by stage: where a batch's time goes."
+    );
     describe_counter!(
         "stockfleet_outbox_relayed_total",
         "Outbox rows published to the broker by the relay."

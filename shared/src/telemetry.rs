@@ -204,3 +204,26 @@ mod tests {
         assert!(!is_traceparent("00-abc-def-01"));
     }
 }
+
+/// Times the consecutive stages of one piece of work (a batch, a relay
+/// round) into `stockfleet_stage_seconds{stage}`: its sum over a run says
+/// where the time goes (`locker_throughput` prints it).
+pub struct StageClock {
+    last: std::time::Instant,
+}
+
+impl StageClock {
+    pub fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Records the time since the previous lap (or the start) as `stage`.
+    pub fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("stockfleet_stage_seconds", "stage" => stage)
+            .record((now - self.last).as_secs_f64());
+        self.last = now;
+    }
+}

@@ -16,6 +16,7 @@ use stockfleet::config::{ConsumerSettings, Settings};
 
 mod api;
 pub mod audit;
+pub mod bench_anchor;
 pub mod bench_fleet;
 pub mod broker;
 mod database;

@@ -157,6 +157,7 @@ async fn relay_connected(
 
 /// Publishes one batch of the oldest messages; returns how many.
 pub async fn relay_once(pool: &PgPool, bus: &Bus, publisher: &Publisher) -> anyhow::Result<usize> {
+    let mut clock = crate::telemetry::StageClock::start();
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "SELECT id, message_id, exchange, routing_key, envelope::text AS envelope, headers
@@ -186,12 +187,15 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, publisher: &Publisher) -> anyh
             body: row.get::<String, _>("envelope").into_bytes(),
         });
     }
+    clock.lap("outbox.claim");
     publisher.publish_all(messages).await?;
+    clock.lap("outbox.publish");
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    clock.lap("outbox.delete");
     metrics::counter!("stockfleet_outbox_relayed_total").increment(ids.len() as u64);
     Ok(ids.len())
 }

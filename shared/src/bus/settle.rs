@@ -33,6 +33,7 @@ impl<H: Handler> Settler<H> {
         batch: Vec<Delivery>,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
+        let mut clock = crate::telemetry::StageClock::start();
         let mut outcomes: Vec<Option<Result<(), HandlerError>>> = vec![None; batch.len()];
         let mut decoded = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
@@ -81,6 +82,7 @@ impl<H: Handler> Settler<H> {
                 }
             }
         }
+        clock.lap("settle.decode");
         if !decoded.is_empty() {
             let results = super::isolate::isolate(&decoded, |part: Vec<Incoming>| async move {
                 self.handle_guarded(&part).await
@@ -91,6 +93,7 @@ impl<H: Handler> Settler<H> {
             }
         }
 
+        clock.lap("settle.handle");
         let mut failures = Vec::new();
         for ((delivery, outcome), (span, _)) in batch.iter().zip(outcomes).zip(&traced) {
             let _entered = span.enter();
@@ -111,6 +114,7 @@ impl<H: Handler> Settler<H> {
             }
         }
         publisher.publish_all(failures).await?;
+        clock.lap("settle.failures");
         if self.settings.batches_in_flight > 1 {
             // Batches overlap: acknowledging "up to this one" would settle
             // an earlier batch still under way.
@@ -127,6 +131,7 @@ impl<H: Handler> Settler<H> {
                 .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
                 .await?;
         }
+        clock.lap("settle.ack");
         metrics::histogram!("stockfleet_handler_seconds", "queue" => queue.to_owned())
             .record(started.elapsed().as_secs_f64());
         Ok(())

@@ -24,6 +24,7 @@ use crate::domain::ledger::{
 use crate::events::{OrderEvent, STOCK_CHANGED, StockChanged};
 use crate::marketplace::directory::MarketplaceDirectory;
 use crate::pools::{self, PoolHistory};
+use crate::telemetry::StageClock;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -136,8 +137,10 @@ impl LedgerHandler {
         planned: &[Planned],
         variations: &HashMap<(i32, String), i64>,
         batch: &[Incoming],
+        clock: &mut StageClock,
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
+        clock.lap("ledger.begin");
         let keys: BTreeSet<(i64, i32)> = planned
             .iter()
             .map(|p| {
@@ -148,9 +151,12 @@ impl LedgerHandler {
             })
             .collect();
         let mut rows = lock_stock_rows(&mut tx, &keys).await?;
+        clock.lap("ledger.lock_rows");
         let variation_ids = keys.iter().map(|(variation, _)| *variation).collect();
         let mut pools = pools::lock_pools(&mut tx, &variation_ids).await?;
+        clock.lap("ledger.lock_pools");
         let mut locks = load_locks(&mut tx, planned).await?;
+        clock.lap("ledger.load_locks");
         let mut pool_history = Vec::new();
         // (message, pooled variation) pairs that changed: every marketplace of the pool is told.
         let mut pools_announced: BTreeMap<(usize, i64), ChangeType> = BTreeMap::new();
@@ -246,12 +252,18 @@ impl LedgerHandler {
             });
         }
 
+        clock.lap("ledger.rules");
         insert_locks(&mut tx, &inserts).await?;
+        clock.lap("ledger.insert_locks");
         finish_locks(&mut tx, &finishes).await?;
+        clock.lap("ledger.finish_locks");
         update_levels(&mut tx, rows.values().filter(|row| row.changed)).await?;
+        clock.lap("ledger.update_levels");
         insert_history(&mut tx, &history).await?;
+        clock.lap("ledger.insert_history");
         pools::update_on_hand(&mut tx, &pools).await?;
         pools::insert_history(&mut tx, &pool_history).await?;
+        clock.lap("ledger.pool_writes");
         let mut messages = Vec::with_capacity(announced.len());
         for ((message, key), (levels, change_type)) in announced {
             let row = &rows[&key];
@@ -273,14 +285,18 @@ impl LedgerHandler {
             ));
         }
         messages.extend(pool_announcements(&mut tx, &pools, pools_announced, batch).await?);
+        clock.lap("ledger.outbox_build");
         outbox::enqueue(&mut tx, &messages).await?;
+        clock.lap("ledger.outbox_insert");
         tx.commit().await?;
+        clock.lap("ledger.commit");
         Ok(())
     }
 }
 
 impl Handler for LedgerHandler {
     async fn handle(&self, batch: &[Incoming]) -> Vec<Result<(), HandlerError>> {
+        let mut clock = StageClock::start();
         let mut results: Vec<Result<(), HandlerError>> = vec![Ok(()); batch.len()];
         let mut planned = Vec::new();
         for (index, incoming) in batch.iter().enumerate() {
@@ -289,6 +305,7 @@ impl Handler for LedgerHandler {
                 Err(error) => results[index] = Err(error),
             }
         }
+        clock.lap("ledger.plan");
         if planned.is_empty() {
             return results;
         }
@@ -314,11 +331,12 @@ impl Handler for LedgerHandler {
                 )));
             }
         }
+        clock.lap("ledger.resolve_skus");
         planned.retain(|item| results[item.message].is_ok());
         if planned.is_empty() {
             return results;
         }
-        if let Err(error) = self.apply(&planned, &variations, batch).await {
+        if let Err(error) = self.apply(&planned, &variations, batch, &mut clock).await {
             // Which message the database refused is not known here: the
             // consumer splits the batch to find it (`HandlerError::Batch`).
             let error = HandlerError::of_batch(error);
