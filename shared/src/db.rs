@@ -9,6 +9,10 @@ use std::time::Duration;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// A query built a part at a time: statements made of several set-based
+/// parts (each binding its own arrays) are sent as one round trip.
+pub type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// Opens a pool, retrying while the server is not answering yet (containers
 /// start in any order).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {

@@ -20,6 +20,12 @@ pub struct PoolState {
     pub changed: bool,
 }
 
+/// Locks the pools among the variations `$1`, in variation order; returns
+/// their ids. The ledger runs it as a part of a larger statement.
+pub(crate) const LOCK_POOLS: &str =
+    "SELECT variation_id FROM stock_pools WHERE variation_id = ANY($1)
+     ORDER BY variation_id FOR UPDATE";
+
 /// Locks the pools of `variations` (those that are pooled), in variation
 /// order, and reads them. Call after locking the variations' stock rows.
 pub async fn lock_pools(
@@ -30,21 +36,30 @@ pub async fn lock_pools(
         return Ok(HashMap::new());
     }
     let ids: Vec<i64> = variations.iter().copied().collect();
-    sqlx::query(
-        "SELECT variation_id FROM stock_pools WHERE variation_id = ANY($1)
-         ORDER BY variation_id FOR UPDATE",
-    )
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await?;
-    // Read after the lock: the rows' locked of every marketplace are committed.
+    let pooled: Vec<i64> = sqlx::query_scalar(LOCK_POOLS)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    read_locked(conn, &pooled).await
+}
+
+/// Reads pools this transaction has locked ([`LOCK_POOLS`]), in a statement
+/// of its own: one begun after the lock sees the locked of every
+/// marketplace's rows as committed.
+pub(crate) async fn read_locked(
+    conn: &mut PgConnection,
+    pooled: &[i64],
+) -> sqlx::Result<HashMap<i64, PoolState>> {
+    if pooled.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = sqlx::query(
         "SELECT p.variation_id, p.on_hand, p.last_units, p.last_units_marketplace_id,
                 (SELECT COALESCE(sum(s.locked_stock), 0)::int FROM marketplace_stock s
                  WHERE s.variation_id = p.variation_id) AS locked
          FROM stock_pools p WHERE p.variation_id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(pooled)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows

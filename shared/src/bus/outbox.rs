@@ -6,10 +6,12 @@
 
 use super::headers::{self, TRACEPARENT};
 use super::{Bus, Envelope, Exchange, Outgoing, Publisher};
+use crate::db::PgQuery;
 use crate::supervise::{TaskState, Tasks};
 use lapin::types::FieldTable;
 use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -53,30 +55,68 @@ pub async fn enqueue(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sql
     if messages.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(messages.len());
-    let mut exchanges = Vec::with_capacity(messages.len());
-    let mut keys = Vec::with_capacity(messages.len());
-    let mut envelopes = Vec::with_capacity(messages.len());
-    let mut headers = Vec::with_capacity(messages.len());
-    for message in messages {
-        ids.push(message.envelope.id);
-        exchanges.push(message.exchange.as_str());
-        keys.push(message.routing_key.as_str());
-        envelopes.push(serde_json::to_value(&message.envelope).expect("envelope is JSON"));
-        headers.push(serde_json::json!({ TRACEPARENT: message.traceparent }));
-    }
-    sqlx::query(
-        "INSERT INTO outbox (message_id, exchange, routing_key, envelope, headers)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[])",
-    )
-    .bind(&ids)
-    .bind(&exchanges)
-    .bind(&keys)
-    .bind(&envelopes)
-    .bind(&headers)
-    .execute(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| OutboxRows::insert_sql(1));
+    OutboxRows::of(messages)
+        .bind(sqlx::query(AssertSqlSafe(SQL.as_str())))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Outbox rows as column arrays, for one `INSERT … SELECT FROM unnest`.
+pub(crate) struct OutboxRows<'a> {
+    ids: Vec<uuid::Uuid>,
+    exchanges: Vec<&'static str>,
+    keys: Vec<&'a str>,
+    envelopes: Vec<serde_json::Value>,
+    headers: Vec<serde_json::Value>,
+}
+
+impl<'a> OutboxRows<'a> {
+    pub(crate) fn of(messages: &'a [OutboxMessage]) -> Self {
+        let mut rows = Self {
+            ids: Vec::with_capacity(messages.len()),
+            exchanges: Vec::with_capacity(messages.len()),
+            keys: Vec::with_capacity(messages.len()),
+            envelopes: Vec::with_capacity(messages.len()),
+            headers: Vec::with_capacity(messages.len()),
+        };
+        for message in messages {
+            rows.ids.push(message.envelope.id);
+            rows.exchanges.push(message.exchange.as_str());
+            rows.keys.push(message.routing_key.as_str());
+            rows.envelopes
+                .push(serde_json::to_value(&message.envelope).expect("envelope is JSON"));
+            rows.headers
+                .push(serde_json::json!({ TRACEPARENT: message.traceparent }));
+        }
+        rows
+    }
+
+    /// The insert, its 5 arrays bound from `$first` on: alone, or as one part
+    /// of a handler's write statement (the ledger's `write_batch`).
+    pub(crate) fn insert_sql(first: usize) -> String {
+        let n = |k: usize| first + k;
+        format!(
+            "INSERT INTO outbox (message_id, exchange, routing_key, envelope, headers)
+             SELECT * FROM unnest(${}::uuid[], ${}::text[], ${}::text[], ${}::jsonb[], ${}::jsonb[])",
+            n(0),
+            n(1),
+            n(2),
+            n(3),
+            n(4)
+        )
+    }
+
+    /// Binds the 5 arrays, in [`Self::insert_sql`]'s order.
+    pub(crate) fn bind(self, query: PgQuery) -> PgQuery {
+        query
+            .bind(self.ids)
+            .bind(self.exchanges)
+            .bind(self.keys)
+            .bind(self.envelopes)
+            .bind(self.headers)
+    }
 }
 
 /// The relay's name in `/readyz`.
@@ -159,9 +199,13 @@ async fn relay_connected(
 pub async fn relay_once(pool: &PgPool, bus: &Bus, publisher: &Publisher) -> anyhow::Result<usize> {
     let mut clock = crate::telemetry::StageClock::start();
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, message_id, exchange, routing_key, envelope::text AS envelope, headers
-         FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    // Claimed and deleted in one statement: the delete commits only after
+    // every confirm came back; a failed publish rolls it back, rows kept.
+    let mut rows = sqlx::query(
+        "WITH claimed AS (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+         DELETE FROM outbox o USING claimed c WHERE o.id = c.id
+         RETURNING o.id, o.message_id, o.exchange, o.routing_key, o.envelope::text AS envelope,
+                   o.headers",
     )
     .bind(RELAY_BATCH)
     .fetch_all(&mut *tx)
@@ -169,10 +213,10 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, publisher: &Publisher) -> anyh
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(rows.len());
+    // RETURNING keeps no order: published oldest first, as claimed.
+    rows.sort_by_key(|row| row.get::<i64, _>("id"));
     let mut messages = Vec::with_capacity(rows.len());
     for row in &rows {
-        ids.push(row.get::<i64, _>("id"));
         let exchange = Exchange::parse(row.get("exchange")).unwrap_or(Exchange::Events);
         let stored: serde_json::Value = row.get("headers");
         let mut headers = FieldTable::default();
@@ -190,14 +234,10 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, publisher: &Publisher) -> anyh
     clock.lap("outbox.claim");
     publisher.publish_all(messages).await?;
     clock.lap("outbox.publish");
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
-    clock.lap("outbox.delete");
-    metrics::counter!("stockfleet_outbox_relayed_total").increment(ids.len() as u64);
-    Ok(ids.len())
+    clock.lap("outbox.commit");
+    metrics::counter!("stockfleet_outbox_relayed_total").increment(rows.len() as u64);
+    Ok(rows.len())
 }
 
 async fn record_backlog(pool: &PgPool) {

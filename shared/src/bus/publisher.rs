@@ -65,29 +65,30 @@ impl Publisher {
         }
     }
 
-    /// Publishes every message, then waits for all their confirms.
+    /// Publishes every message, then waits for all their confirms. Every
+    /// publish is handed to the connection before any is awaited (polled in
+    /// order, so they go out in order): the frames leave together rather
+    /// than one write of the connection's loop per message.
     pub async fn publish_all(&self, messages: Vec<Outgoing>) -> anyhow::Result<()> {
-        let mut confirms = Vec::with_capacity(messages.len());
-        for message in messages {
+        let publishes = messages.into_iter().map(|message| async move {
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_message_id(message.message_id.into())
                 .with_headers(message.headers);
-            confirms.push(
-                self.channel
-                    .basic_publish(
-                        message.exchange.into(),
-                        message.routing_key.into(),
-                        BasicPublishOptions::default(),
-                        &message.body,
-                        properties,
-                    )
-                    .await?,
-            );
-        }
-        for confirm in confirms {
-            if !confirm.await?.is_ack() {
+            self.channel
+                .basic_publish(
+                    message.exchange.into(),
+                    message.routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &message.body,
+                    properties,
+                )
+                .await
+        });
+        let confirms = futures::future::try_join_all(publishes).await?;
+        for confirm in futures::future::join_all(confirms).await {
+            if !confirm?.is_ack() {
                 bail!("the broker refused a message (nack); it will be published again");
             }
         }

@@ -2,8 +2,10 @@
 //! unnest` by the ledger, the publisher and the operators' corrections.
 
 use super::plan::HistoryRow;
+use crate::db::PgQuery;
 use crate::domain::ledger::LevelChange;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
+use std::sync::LazyLock;
 
 /// History rows as column arrays, for one `INSERT … SELECT FROM unnest`.
 #[derive(Default)]
@@ -64,7 +66,26 @@ impl HistoryColumns {
         if self.stock_ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
+        static SQL: LazyLock<String> = LazyLock::new(|| HistoryColumns::insert_sql(1));
+        self.bind(sqlx::query(AssertSqlSafe(SQL.as_str())))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The insert, its 14 arrays bound from `$first` on: alone, or as one
+    /// part of the ledger's write statement (`writes::write_batch`).
+    pub(super) fn insert_sql(first: usize) -> String {
+        let arrays = [
+            "bigint", "bigint", "int", "text", "int", "int", "int", "int", "int", "text", "text",
+            "text", "text", "text",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| format!("${}::{kind}[]", first + n))
+        .collect::<Vec<_>>()
+        .join(", ");
+        format!(
             "INSERT INTO marketplace_stock_history
                  (stock_id, variation_id, marketplace_id, change_type,
                   listed_before, listed_after, locked_before, locked_after,
@@ -73,30 +94,30 @@ impl HistoryColumns {
              SELECT k.stock_id, k.variation_id, k.marketplace_id, k.change_type,
                     k.lb, k.la, k.kb, k.ka, GREATEST(k.lb - k.kb, 0), GREATEST(k.la - k.ka, 0), k.q,
                     k.o, k.i, k.r, k.actor, k.notes
-             FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[],
-                         $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[],
-                         $13::text[], $14::text[])
+             FROM unnest({arrays})
                   WITH ORDINALITY
                   AS k(stock_id, variation_id, marketplace_id, change_type, lb, la, kb, ka, q,
                        o, i, r, actor, notes, n)
-             ORDER BY k.n",
+             ORDER BY k.n"
         )
-        .bind(&self.stock_ids)
-        .bind(&self.variation_ids)
-        .bind(&self.marketplace_ids)
-        .bind(&self.change_types)
-        .bind(&self.listed_before)
-        .bind(&self.listed_after)
-        .bind(&self.locked_before)
-        .bind(&self.locked_after)
-        .bind(&self.quantities)
-        .bind(&self.orders)
-        .bind(&self.items)
-        .bind(&self.references)
-        .bind(&self.actors)
-        .bind(&self.notes)
-        .execute(conn)
-        .await?;
-        Ok(())
+    }
+
+    /// Binds the 14 arrays, in [`Self::insert_sql`]'s order.
+    pub(super) fn bind(self, query: PgQuery) -> PgQuery {
+        query
+            .bind(self.stock_ids)
+            .bind(self.variation_ids)
+            .bind(self.marketplace_ids)
+            .bind(self.change_types)
+            .bind(self.listed_before)
+            .bind(self.listed_after)
+            .bind(self.locked_before)
+            .bind(self.locked_after)
+            .bind(self.quantities)
+            .bind(self.orders)
+            .bind(self.items)
+            .bind(self.references)
+            .bind(self.actors)
+            .bind(self.notes)
     }
 }

@@ -1,17 +1,20 @@
-//! The batch's reads and writes: one set-based statement per table (rows
-//! locked in id order, locks loaded, inserted and finished, levels, history),
-//! and the pool's announcements to every marketplace of the pool.
+//! The batch's reads and writes: rows locked in id order (created where
+//! missing) and the items' locks loaded, one statement each; then every
+//! write (locks inserted and finished, counters, history, outbox) as one
+//! statement of set-based parts; and the pool's announcements to every
+//! marketplace of the pool.
 
 use super::history_columns::HistoryColumns;
-use super::plan::{HistoryRow, LockInsert, LockKey, Planned, StockRow};
+use super::plan::{LockInsert, LockKey, Planned, StockRow};
 use crate::bus::Envelope;
 use crate::bus::Incoming;
-use crate::bus::outbox::OutboxMessage;
+use crate::bus::outbox::{OutboxMessage, OutboxRows};
 use crate::domain::ledger::{ChangeType, Lock, LockState, StockLevels};
 use crate::events::{PoolOrigin, STOCK_CHANGED, StockChanged};
 use crate::pools::{self, PoolState};
-use sqlx::{PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 /// A pool's change told to every marketplace row of the pool, in the same
 /// transaction, each with the order's marketplace and when it was seen.
@@ -83,34 +86,57 @@ pub(crate) async fn resolve_skus<'c>(
         .collect())
 }
 
-/// Creates missing rows (stock unknown) and locks every touched row, in id order.
+/// Locks every touched row in id order, creating missing rows (stock
+/// unknown), in one round trip. A row another transaction created after this
+/// statement's snapshot is neither seen nor created here: then every row is
+/// locked again by a fresh statement, which sees it.
 pub(super) async fn lock_stock_rows(
     conn: &mut PgConnection,
     keys: &BTreeSet<(i64, i32)>,
 ) -> sqlx::Result<HashMap<(i64, i32), StockRow>> {
     let (variations, marketplaces): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
-    sqlx::query(
-        "INSERT INTO marketplace_stock (variation_id, marketplace_id)
-         SELECT * FROM unnest($1::bigint[], $2::int[]) ORDER BY 1, 2
-         ON CONFLICT (variation_id, marketplace_id) DO NOTHING",
-    )
-    .bind(&variations)
-    .bind(&marketplaces)
-    .execute(&mut *conn)
-    .await?;
     let rows = sqlx::query(
-        "SELECT s.id, s.variation_id, s.marketplace_id, s.listed_stock, s.locked_stock, v.sku
-         FROM marketplace_stock s
-         JOIN unnest($1::bigint[], $2::int[]) AS k(variation_id, marketplace_id)
-           ON s.variation_id = k.variation_id AND s.marketplace_id = k.marketplace_id
-         JOIN variations v ON v.id = s.variation_id
-         ORDER BY s.id
-         FOR UPDATE OF s",
+        "WITH k AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS k(variation_id, marketplace_id)),
+         locked AS (
+             SELECT s.id, s.variation_id, s.marketplace_id, s.listed_stock, s.locked_stock
+             FROM marketplace_stock s
+             JOIN k ON s.variation_id = k.variation_id AND s.marketplace_id = k.marketplace_id
+             ORDER BY s.id
+             FOR UPDATE OF s),
+         created AS (
+             INSERT INTO marketplace_stock (variation_id, marketplace_id)
+             SELECT k.variation_id, k.marketplace_id FROM k
+             WHERE NOT EXISTS (SELECT 1 FROM marketplace_stock s
+                               WHERE s.variation_id = k.variation_id
+                                 AND s.marketplace_id = k.marketplace_id)
+             ORDER BY 1, 2
+             ON CONFLICT (variation_id, marketplace_id) DO NOTHING
+             RETURNING id, variation_id, marketplace_id, listed_stock, locked_stock)
+         SELECT r.*, v.sku
+         FROM (SELECT * FROM locked UNION ALL SELECT * FROM created) r
+         JOIN variations v ON v.id = r.variation_id",
     )
     .bind(&variations)
     .bind(&marketplaces)
     .fetch_all(&mut *conn)
     .await?;
+    let rows = if rows.len() == keys.len() {
+        rows
+    } else {
+        sqlx::query(
+            "SELECT s.id, s.variation_id, s.marketplace_id, s.listed_stock, s.locked_stock, v.sku
+             FROM marketplace_stock s
+             JOIN unnest($1::bigint[], $2::int[]) AS k(variation_id, marketplace_id)
+               ON s.variation_id = k.variation_id AND s.marketplace_id = k.marketplace_id
+             JOIN variations v ON v.id = s.variation_id
+             ORDER BY s.id
+             FOR UPDATE OF s",
+        )
+        .bind(&variations)
+        .bind(&marketplaces)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -127,171 +153,154 @@ pub(super) async fn lock_stock_rows(
         .collect())
 }
 
+/// Loads the items' locks and locks the pools among `variations`, in one
+/// round trip (both only after the stock rows are locked); returns the
+/// locks and the pooled variations, whose levels are read next
+/// ([`pools::read_locked`]) only when there are any.
 pub(super) async fn load_locks(
     conn: &mut PgConnection,
     planned: &[Planned],
-) -> sqlx::Result<HashMap<LockKey, Lock>> {
+    variations: &BTreeSet<i64>,
+) -> sqlx::Result<(HashMap<LockKey, Lock>, Vec<i64>)> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH pooled AS ({})
+             SELECT NULL::bigint AS pooled, l.marketplace_id, l.order_external_id,
+                    l.order_item_external_id, l.lock_status, l.quantity_locked
+             FROM (SELECT DISTINCT * FROM unnest($2::int[], $3::text[], $4::text[])) AS k(m, o, i)
+             -- One index lookup per item, whatever the statistics: a plan
+             -- cached while the table was small would scan it (OFFSET 0
+             -- keeps the lookup a parameterized subquery).
+             CROSS JOIN LATERAL (
+                 SELECT * FROM marketplace_stock_locks l
+                 WHERE l.marketplace_id = k.m AND l.order_external_id = k.o
+                   AND l.order_item_external_id = k.i
+                 OFFSET 0) l
+             UNION ALL
+             SELECT variation_id, NULL, NULL, NULL, NULL, NULL FROM pooled",
+            pools::LOCK_POOLS
+        )
+    });
+    let variations: Vec<i64> = variations.iter().copied().collect();
     let marketplaces: Vec<i32> = planned.iter().map(|p| p.marketplace_id).collect();
     let orders: Vec<&str> = planned.iter().map(|p| p.order_id.as_str()).collect();
     let items: Vec<&str> = planned.iter().map(|p| p.item_id.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT l.marketplace_id, l.order_external_id, l.order_item_external_id, l.lock_status, l.quantity_locked
-         FROM marketplace_stock_locks l
-         JOIN (SELECT DISTINCT * FROM unnest($1::int[], $2::text[], $3::text[])) AS k(m, o, i)
-           ON l.marketplace_id = k.m AND l.order_external_id = k.o AND l.order_item_external_id = k.i",
-    )
-    .bind(&marketplaces)
-    .bind(&orders)
-    .bind(&items)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let state = LockState::parse(row.get("lock_status"))?;
-            let key = (
-                row.get("marketplace_id"),
-                row.get("order_external_id"),
-                row.get("order_item_external_id"),
-            );
-            Some((
-                key,
-                Lock {
-                    state,
-                    quantity: row.get("quantity_locked"),
-                },
-            ))
-        })
-        .collect())
-}
-
-pub(super) async fn insert_locks(
-    conn: &mut PgConnection,
-    inserts: &BTreeMap<LockKey, LockInsert>,
-) -> sqlx::Result<()> {
-    if inserts.is_empty() {
-        return Ok(());
-    }
-    let mut stock_ids = Vec::new();
-    let mut marketplaces = Vec::new();
-    let mut orders = Vec::new();
-    let mut items = Vec::new();
-    let mut quantities = Vec::new();
-    let mut states = Vec::new();
-    let mut was_locked = Vec::new();
-    for ((marketplace, order, item), insert) in inserts {
-        stock_ids.push(insert.stock_id);
-        marketplaces.push(*marketplace);
-        orders.push(order.as_str());
-        items.push(item.as_str());
-        quantities.push(insert.quantity);
-        states.push(insert.state.as_str());
-        was_locked.push(insert.was_locked);
-    }
-    sqlx::query(
-        "INSERT INTO marketplace_stock_locks
-             (stock_id, marketplace_id, order_external_id, order_item_external_id, quantity_locked,
-              lock_status, locked_at, released_at, consumed_at)
-         SELECT k.stock_id, k.m, k.o, k.i, k.q, k.s,
-                CASE WHEN k.was_locked THEN now() END,
-                CASE WHEN k.s = 'released' THEN now() END,
-                CASE WHEN k.s = 'consumed' THEN now() END
-         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bool[])
-              AS k(stock_id, m, o, i, q, s, was_locked)",
-    )
-    .bind(&stock_ids)
-    .bind(&marketplaces)
-    .bind(&orders)
-    .bind(&items)
-    .bind(&quantities)
-    .bind(&states)
-    .bind(&was_locked)
-    .execute(&mut *conn)
-    .await?;
-    // The oversell guard looks only at items not marked (a partial index):
-    // marking them here, with their lock, keeps that look off the history.
-    sqlx::query(
-        "UPDATE order_items i SET lock_applied = true
-         FROM orders o, unnest($1::int[], $2::text[], $3::text[]) AS k(m, o, i)
-         WHERE o.marketplace_id = k.m AND o.external_id = k.o
-           AND i.order_id = o.id AND i.external_id = k.i AND NOT i.lock_applied",
-    )
-    .bind(&marketplaces)
-    .bind(&orders)
-    .bind(&items)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn finish_locks(
-    conn: &mut PgConnection,
-    finishes: &BTreeMap<LockKey, LockState>,
-) -> sqlx::Result<()> {
-    if finishes.is_empty() {
-        return Ok(());
-    }
-    let marketplaces: Vec<i32> = finishes.keys().map(|k| k.0).collect();
-    let orders: Vec<&str> = finishes.keys().map(|k| k.1.as_str()).collect();
-    let items: Vec<&str> = finishes.keys().map(|k| k.2.as_str()).collect();
-    let states: Vec<&str> = finishes.values().map(|s| s.as_str()).collect();
-    sqlx::query(
-        "UPDATE marketplace_stock_locks l
-         SET lock_status = k.s,
-             released_at = CASE WHEN k.s = 'released' THEN now() END,
-             consumed_at = CASE WHEN k.s = 'consumed' THEN now() END
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(m, o, i, s)
-         WHERE l.marketplace_id = k.m AND l.order_external_id = k.o
-           AND l.order_item_external_id = k.i AND l.lock_status = 'locked'",
-    )
-    .bind(&marketplaces)
-    .bind(&orders)
-    .bind(&items)
-    .bind(&states)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn update_levels(
-    conn: &mut PgConnection,
-    rows: impl Iterator<Item = &StockRow>,
-) -> sqlx::Result<()> {
-    let mut ids = Vec::new();
-    let mut listed = Vec::new();
-    let mut locked = Vec::new();
+    let rows = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(&variations)
+        .bind(&marketplaces)
+        .bind(&orders)
+        .bind(&items)
+        .fetch_all(conn)
+        .await?;
+    let mut locks = HashMap::new();
+    let mut pooled = Vec::new();
     for row in rows {
-        ids.push(row.id);
-        listed.push(row.levels.listed);
-        locked.push(row.levels.locked);
+        if let Some(variation) = row.get::<Option<i64>, _>("pooled") {
+            pooled.push(variation);
+            continue;
+        }
+        let Some(state) = LockState::parse(row.get("lock_status")) else {
+            continue;
+        };
+        let key = (
+            row.get("marketplace_id"),
+            row.get("order_external_id"),
+            row.get("order_item_external_id"),
+        );
+        let quantity = row.get("quantity_locked");
+        locks.insert(key, Lock { state, quantity });
     }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE marketplace_stock s
-         SET listed_stock = k.listed, locked_stock = k.locked, updated_at = now()
-         FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(id, listed, locked)
-         WHERE s.id = k.id",
-    )
-    .bind(&ids)
-    .bind(&listed)
-    .bind(&locked)
-    .execute(conn)
-    .await?;
-    Ok(())
+    Ok((locks, pooled))
 }
 
-pub(super) async fn insert_history(
+/// What one batch writes: locks inserted and finished, counters, history
+/// and outbox rows.
+#[derive(Default)]
+pub(super) struct BatchWrites {
+    pub(super) inserts: BTreeMap<LockKey, LockInsert>,
+    pub(super) finishes: BTreeMap<LockKey, LockState>,
+    pub(super) history: HistoryColumns,
+}
+
+/// Writes the batch with one statement, one round trip: each table's
+/// set-based write is a data-modifying CTE. PostgreSQL runs every one to
+/// completion in the statement's one snapshot; none needs another's effect
+/// (finished locks are ones that existed before the batch, inserted ones
+/// are new), so together they write what they would one by one.
+pub(super) async fn write_batch<'a>(
     conn: &mut PgConnection,
-    history: &[HistoryRow],
+    writes: BatchWrites,
+    levels: impl Iterator<Item = &'a StockRow>,
+    messages: &[OutboxMessage],
 ) -> sqlx::Result<()> {
-    if history.is_empty() {
-        return Ok(());
-    }
-    let mut columns = HistoryColumns::default();
-    for row in history {
-        columns.push(row);
-    }
-    columns.insert(conn).await
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH inserted AS (
+                 INSERT INTO marketplace_stock_locks
+                     (stock_id, marketplace_id, order_external_id, order_item_external_id,
+                      quantity_locked, lock_status, locked_at, released_at, consumed_at)
+                 SELECT k.stock_id, k.m, k.o, k.i, k.q, k.s,
+                        CASE WHEN k.was_locked THEN now() END,
+                        CASE WHEN k.s = 'released' THEN now() END,
+                        CASE WHEN k.s = 'consumed' THEN now() END
+                 FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[],
+                             $6::text[], $7::bool[])
+                      AS k(stock_id, m, o, i, q, s, was_locked)),
+             -- The oversell guard looks only at items not marked (a partial
+             -- index): marking them with their lock keeps it off the history.
+             applied AS (
+                 UPDATE order_items i SET lock_applied = true
+                 FROM orders o, unnest($2::int[], $3::text[], $4::text[]) AS k(m, o, i)
+                 WHERE o.marketplace_id = k.m AND o.external_id = k.o
+                   AND i.order_id = o.id AND i.external_id = k.i AND NOT i.lock_applied),
+             finished AS (
+                 UPDATE marketplace_stock_locks l
+                 SET lock_status = k.s,
+                     released_at = CASE WHEN k.s = 'released' THEN now() END,
+                     consumed_at = CASE WHEN k.s = 'consumed' THEN now() END
+                 FROM unnest($8::int[], $9::text[], $10::text[], $11::text[]) AS k(m, o, i, s)
+                 WHERE l.marketplace_id = k.m AND l.order_external_id = k.o
+                   AND l.order_item_external_id = k.i AND l.lock_status = 'locked'),
+             levels AS (
+                 UPDATE marketplace_stock s
+                 SET listed_stock = k.listed, locked_stock = k.locked, updated_at = now()
+                 FROM unnest($12::bigint[], $13::int[], $14::int[]) AS k(id, listed, locked)
+                 WHERE s.id = k.id),
+             history AS ({})
+             {}",
+            HistoryColumns::insert_sql(15),
+            OutboxRows::insert_sql(29),
+        )
+    });
+    let inserts = &writes.inserts;
+    let finishes = &writes.finishes;
+    let levels: Vec<&StockRow> = levels.collect();
+    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(inserts.values().map(|l| l.stock_id).collect::<Vec<i64>>())
+        .bind(inserts.keys().map(|k| k.0).collect::<Vec<i32>>())
+        .bind(inserts.keys().map(|k| k.1.as_str()).collect::<Vec<&str>>())
+        .bind(inserts.keys().map(|k| k.2.as_str()).collect::<Vec<&str>>())
+        .bind(inserts.values().map(|l| l.quantity).collect::<Vec<i32>>())
+        .bind(
+            inserts
+                .values()
+                .map(|l| l.state.as_str())
+                .collect::<Vec<&str>>(),
+        )
+        .bind(
+            inserts
+                .values()
+                .map(|l| l.was_locked)
+                .collect::<Vec<bool>>(),
+        )
+        .bind(finishes.keys().map(|k| k.0).collect::<Vec<i32>>())
+        .bind(finishes.keys().map(|k| k.1.as_str()).collect::<Vec<&str>>())
+        .bind(finishes.keys().map(|k| k.2.as_str()).collect::<Vec<&str>>())
+        .bind(finishes.values().map(|s| s.as_str()).collect::<Vec<&str>>())
+        .bind(levels.iter().map(|r| r.id).collect::<Vec<i64>>())
+        .bind(levels.iter().map(|r| r.levels.listed).collect::<Vec<i32>>())
+        .bind(levels.iter().map(|r| r.levels.locked).collect::<Vec<i32>>());
+    let query = writes.history.bind(query);
+    OutboxRows::of(messages).bind(query).execute(conn).await?;
+    Ok(())
 }
