@@ -189,22 +189,6 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_continues_its_parent_and_a_root_starts_a_trace() {
-        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        assert_eq!(traceparent(Some(parent)), parent);
-        let root = traceparent(None);
-        assert!(is_traceparent(&root), "{root}");
-        assert_ne!(root, traceparent(None));
-        assert!(is_traceparent(&traceparent(Some("garbage"))));
-        assert!(!is_traceparent("00-abc-def-01"));
-    }
-}
-
 /// Times the consecutive stages of one piece of work (a batch, a relay
 /// round) into `stockfleet_stage_seconds{stage}`: its sum over a run says
 /// where the time goes (`locker_throughput` prints it).
@@ -225,5 +209,21 @@ impl StageClock {
         metrics::histogram!("stockfleet_stage_seconds", "stage" => stage)
             .record((now - self.last).as_secs_f64());
         self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_continues_its_parent_and_a_root_starts_a_trace() {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(traceparent(Some(parent)), parent);
+        let root = traceparent(None);
+        assert!(is_traceparent(&root), "{root}");
+        assert_ne!(root, traceparent(None));
+        assert!(is_traceparent(&traceparent(Some("garbage"))));
+        assert!(!is_traceparent("00-abc-def-01"));
     }
 }
