@@ -79,6 +79,10 @@ pub fn describe() {
         "Stock pushes not sent, by marketplace and reason (unknown_stock, unchanged)."
     );
     describe_counter!(
+        "stockfleet_push_permits_unused_total",
+        "Listing permits an increase or reconciliation took before its row's lock and did not spend (the row, read again under the lock, needed fewer calls or ran out of patience), by marketplace."
+    );
+    describe_counter!(
         "stockfleet_rate_limited_total",
         "429 answers from a marketplace (its endpoint class is blocked fleet-wide for the Retry-After), by marketplace."
     );

@@ -44,7 +44,8 @@ async fn answered(sim: &Sim, marketplace: &str, status: u64) -> usize {
 }
 
 #[tokio::test]
-async fn an_unknown_listing_is_dead_lettered_with_its_reason_and_replayed_once_it_exists() {
+async fn an_unknown_listing_is_dead_lettered_with_its_reason_counted_across_replays_and_replayed_once_it_exists()
+ {
     let env = TestEnv::new().await;
     let sim = env.sim().await;
     env.orders_polled(BM).await;
@@ -76,6 +77,25 @@ async fn an_unknown_listing_is_dead_lettered_with_its_reason_and_replayed_once_i
         .unwrap();
     assert_eq!(dry.len(), 1);
     eventually("handed back after the dry run", back).await;
+
+    // Replayed while the listing is still missing, it fails again: one
+    // attempt more each time, by the fleet's own count (never `x-death`).
+    assert_eq!(letters[0].attempts, 1);
+    for attempt in [2, 3] {
+        let moved = dlq::replay(&env.bus, &marketplaces(), &filter, false)
+            .await
+            .unwrap();
+        assert_eq!(moved.len(), 1);
+        eventually(
+            &format!("dead-lettered again, attempt {attempt}"),
+            || async {
+                let letters = dlq::list(&env.bus, &marketplaces(), &filter).await.unwrap();
+                letters.first().map(|letter| letter.attempts) == Some(attempt)
+            },
+        )
+        .await;
+    }
+    eventually("handed back after the listing", back).await;
 
     sim.listing(BM, "GHOST", 0).await;
     let moved = dlq::replay(&env.bus, &marketplaces(), &filter, false)

@@ -149,7 +149,7 @@ async fn walk(
                     Action::List => left.push(delivery.delivery_tag),
                     Action::Replay => {
                         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-                        reset_failure(&mut headers);
+                        start_over(&mut headers);
                         publisher
                             .publish_all(vec![Outgoing {
                                 exchange: String::new(),
@@ -281,24 +281,21 @@ fn matches(letter: &DeadLetter, filter: &Filter) -> bool {
             .is_none_or(|bound| age.is_none_or(|age| age <= bound))
 }
 
-/// A replayed message starts over: no attempts, no failure record.
-fn reset_failure(headers: &mut FieldTable) {
+/// A replayed message starts its retries over, its count of attempts kept
+/// (the fleet's own `x-attempts`, never the broker's `x-death`, whose count
+/// RabbitMQ 3.13 froze): the next failure is one more attempt, and the retry
+/// ladder counts from the replay (`x-replayed-at-attempt`). The failure's
+/// reason goes; when it first failed stays.
+fn start_over(headers: &mut FieldTable) {
+    let attempts = headers::get_u32(headers, ATTEMPTS).unwrap_or(0);
     let mut kept = FieldTable::default();
     for (key, value) in headers.inner() {
-        let drop = [
-            ATTEMPTS,
-            DEFERRALS,
-            ERROR,
-            ERROR_KIND,
-            FIRST_FAILURE,
-            LAST_FAILURE,
-            "x-death",
-        ]
-        .contains(&key.as_str());
+        let drop = [DEFERRALS, ERROR, ERROR_KIND, LAST_FAILURE, "x-death"].contains(&key.as_str());
         if !drop {
             kept.insert(key.clone(), value.clone());
         }
     }
+    headers::set_u32(&mut kept, headers::REPLAYED_AT_ATTEMPT, attempts);
     *headers = kept;
 }
 
@@ -337,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn replay_resets_the_failure_but_keeps_the_route() {
+    fn replay_keeps_the_count_and_the_route_and_drops_the_reason() {
         let mut h = FieldTable::default();
         headers::record_failure(
             &mut h,
@@ -348,9 +345,11 @@ mod tests {
             "stock.changed.bm",
         );
         headers::set_str(&mut h, headers::TRACEPARENT, "00-abc-def-01");
-        reset_failure(&mut h);
-        assert_eq!(headers::get_u32(&h, ATTEMPTS), None);
+        start_over(&mut h);
+        assert_eq!(headers::get_u32(&h, ATTEMPTS), Some(3));
+        assert_eq!(headers::get_u32(&h, headers::REPLAYED_AT_ATTEMPT), Some(3));
         assert_eq!(headers::get_str(&h, ERROR), None);
+        assert!(headers::get_str(&h, FIRST_FAILURE).is_some());
         assert_eq!(
             headers::get_str(&h, headers::ORIGINAL_ROUTING_KEY).as_deref(),
             Some("stock.changed.bm")

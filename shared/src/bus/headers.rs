@@ -13,6 +13,10 @@ pub const FIRST_FAILURE: &str = "x-first-failure";
 pub const LAST_FAILURE: &str = "x-last-failure";
 pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
 pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
+/// `x-attempts` when the message was last replayed from its dead letters:
+/// the count goes on (a letter that failed twice fails a third time after
+/// its replay), the retry ladder starts again from here.
+pub const REPLAYED_AT_ATTEMPT: &str = "x-replayed-at-attempt";
 
 pub fn get_str(headers: &FieldTable, key: &str) -> Option<String> {
     match headers.inner().get(key)? {
@@ -71,6 +75,12 @@ pub fn record_failure(
     set_u32(headers, ATTEMPTS, attempts);
 }
 
+/// Failures since the last replay, out of `attempts` in all: what the retry
+/// ladder and `MAX_ATTEMPTS` go by.
+pub fn attempts_since_replay(headers: &FieldTable, attempts: u32) -> u32 {
+    attempts.saturating_sub(get_u32(headers, REPLAYED_AT_ATTEMPT).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +106,15 @@ mod tests {
         );
         assert_eq!(get_str(&headers, ERROR).unwrap(), "still down");
         assert_eq!(get_u32(&headers, ATTEMPTS), Some(2));
+    }
+
+    #[test]
+    fn a_replay_keeps_the_count_and_restarts_the_ladder() {
+        let mut headers = FieldTable::default();
+        record_failure(&mut headers, "down", "transient", 6, "p.events", "k");
+        assert_eq!(attempts_since_replay(&headers, 6), 6);
+        set_u32(&mut headers, REPLAYED_AT_ATTEMPT, 6);
+        assert_eq!(attempts_since_replay(&headers, 7), 1);
+        assert_eq!(attempts_since_replay(&headers, 12), 6);
     }
 }

@@ -178,8 +178,9 @@ impl<H: Handler> Settler<H> {
             delivery.exchange.as_str(),
             delivery.routing_key.as_str(),
         );
+        let ladder = headers::attempts_since_replay(&headers, attempts);
         let give_up =
-            matches!(error, HandlerError::Permanent(_)) || attempts >= self.settings.max_attempts;
+            matches!(error, HandlerError::Permanent(_)) || ladder >= self.settings.max_attempts;
         if give_up {
             tracing::warn!(%error, kind = error.kind(), attempts, "dead-lettering message");
             let dead_letters = Route {
@@ -188,7 +189,7 @@ impl<H: Handler> Settler<H> {
             };
             Outgoing::copy_of(delivery, headers, &dead_letters)
         } else {
-            let delay = topology.retry_delay(attempts);
+            let delay = topology.retry_delay(ladder);
             tracing::info!(%error, attempts, ?delay, "message will be retried");
             self.retry(delivery, headers, delay)
         }

@@ -40,16 +40,30 @@ use tokio::time::Instant;
 const INCREASE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Listing permits taken before the row's lock, spent by its next calls.
-#[derive(Default)]
-struct Held(u32);
+/// Those left when the row's work ends (the row, read again under its lock,
+/// needed fewer calls) are counted: budget taken from the marketplace's
+/// other callers for nothing.
+struct Held<'a> {
+    permits: u32,
+    marketplace: &'a str,
+}
 
-impl Held {
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.permits > 0 {
+            metrics::counter!("stockfleet_push_permits_unused_total", "marketplace" => self.marketplace.to_owned())
+                .increment(u64::from(self.permits));
+        }
+    }
+}
+
+impl Held<'_> {
     /// Runs `call` on a held permit, if one is left (else it takes its own).
     async fn spend<F: Future>(&mut self, call: F) -> F::Output {
-        if self.0 == 0 {
+        if self.permits == 0 {
             return call.await;
         }
-        self.0 -= 1;
+        self.permits -= 1;
         budget::prepaid(EndpointClass::Listings, call).await
     }
 }
@@ -97,7 +111,10 @@ impl PublisherHandler {
         }
         let started = Instant::now();
         let patience = started + INCREASE_PATIENCE;
-        let mut held = Held::default();
+        let mut held = Held {
+            permits: 0,
+            marketplace: &self.marketplace.code,
+        };
         let mut gated = false;
         // As the batch saw the row: what the work needs first. A view
         // another batch has overtaken decides nothing: lock, then read.
@@ -134,7 +151,7 @@ impl PublisherHandler {
             };
             for _ in 0..wanted {
                 self.permit(Priority::Low, patience, row).await?;
-                held.0 += 1;
+                held.permits += 1;
             }
         }
         *locked = Some(self.row_locks.lock(stock_id).await);
@@ -165,7 +182,7 @@ impl PublisherHandler {
         let Some(mut priority) = self.priority(stock_id, &row, reported, effects)? else {
             return Ok(());
         };
-        if held.0 == 0 {
+        if held.permits == 0 {
             if !gated {
                 self.gate().await;
             }
@@ -175,7 +192,7 @@ impl PublisherHandler {
                 &row,
             )
             .await?;
-            held.0 += 1;
+            held.permits += 1;
         }
         // Rule 4's read comes last, just before the push: the units it gives
         // back are only those of orders placed during the read's and the
@@ -258,7 +275,7 @@ impl PublisherHandler {
         (group, why, patience): (&Group, Read, Option<Instant>),
         reference: &str,
         effects: &mut Effects,
-        held: &mut Held,
+        held: &mut Held<'_>,
     ) -> Result<i32, HandlerError> {
         let read =
             held.spend(self.read_shown(stock_id, row, (group, why.priority()), reference, effects));
