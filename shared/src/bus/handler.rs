@@ -2,7 +2,9 @@
 //! of [`Incoming`] messages, and how each message fails ([`HandlerError`]).
 
 use super::envelope::Envelope;
+use crate::marketplace::directory::{MarketplaceDirectory, MarketplaceRow};
 use std::future::Future;
+use std::sync::Arc;
 
 /// A decoded message handed to a handler.
 #[derive(Debug, Clone)]
@@ -64,6 +66,18 @@ impl From<sqlx::Error> for HandlerError {
             HandlerError::Permanent(format!("database: {error}"))
         }
     }
+}
+
+/// The marketplace a message names; an unknown code fails for good (a dead
+/// letter naming it), for no retry will make it known.
+pub async fn named_marketplace(
+    directory: &MarketplaceDirectory,
+    code: &str,
+) -> Result<Arc<MarketplaceRow>, HandlerError> {
+    directory
+        .get(code)
+        .await?
+        .ok_or_else(|| HandlerError::Permanent(format!("unknown marketplace {code:?}")))
 }
 
 /// Handles a batch of messages; returns one result per message, in order.

@@ -16,7 +16,7 @@ mod settle;
 pub mod topology;
 
 pub use envelope::Envelope;
-pub use handler::{Handler, HandlerError, Incoming};
+pub use handler::{Handler, HandlerError, Incoming, named_marketplace};
 pub use outbox::OutboxMessage;
 pub use publisher::{Outgoing, Publisher};
 pub use topology::{Exchange, QueueSpec, Route, Topology};

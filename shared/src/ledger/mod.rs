@@ -17,7 +17,7 @@
 //! transaction.
 
 use crate::bus::outbox::OutboxMessage;
-use crate::bus::{Envelope, Handler, HandlerError, Incoming, QueueSpec};
+use crate::bus::{Envelope, Handler, HandlerError, Incoming, QueueSpec, named_marketplace};
 use crate::domain::StockEffect;
 use crate::domain::ledger::{
     self as rules, ChangeType, ItemOp, LevelChange, LockState, LockWrite, StockLevels,
@@ -82,13 +82,7 @@ impl LedgerHandler {
 
     /// Validates one message and returns its items to apply.
     async fn plan(&self, index: usize, envelope: &Envelope) -> Result<Vec<Planned>, HandlerError> {
-        let marketplace = self
-            .marketplaces
-            .get(&envelope.marketplace)
-            .await?
-            .ok_or_else(|| {
-                HandlerError::Permanent(format!("unknown marketplace {:?}", envelope.marketplace))
-            })?;
+        let marketplace = named_marketplace(&self.marketplaces, &envelope.marketplace).await?;
         let event: OrderEvent = envelope.payload().map_err(|error| {
             HandlerError::Permanent(format!("malformed {} payload: {error}", envelope.kind))
         })?;

@@ -4,7 +4,7 @@ use super::kinds::SyncKind;
 use super::outcome::{RunOptions, RunOutcome, Trigger};
 use super::schedule::log_outcome;
 use super::syncer::Syncer;
-use crate::bus::{Handler, HandlerError, Incoming};
+use crate::bus::{Handler, HandlerError, Incoming, named_marketplace};
 use crate::events::SyncRequest;
 use crate::marketplace::directory;
 use std::sync::Arc;
@@ -44,13 +44,7 @@ impl SyncCommandHandler {
                 .map_err(|e| HandlerError::Transient(e.to_string()));
             }
         };
-        let marketplace = self
-            .marketplaces
-            .get(&envelope.marketplace)
-            .await?
-            .ok_or_else(|| {
-                HandlerError::Permanent(format!("unknown marketplace {:?}", envelope.marketplace))
-            })?;
+        let marketplace = named_marketplace(&self.marketplaces, &envelope.marketplace).await?;
         let mut options = RunOptions::new(Trigger::Fleet, self.shutdown.clone());
         options.days_back = request.days_back;
         if !request.force {
