@@ -1,0 +1,130 @@
+//! One poison message in a locker batch (a value the database refuses after
+//! the edge checks passed it): the batch is split until the poison is alone,
+//! its neighbours are applied, and only it is dead-lettered with its reason.
+
+use stockfleet::bus::headers::{ERROR, ERROR_KIND};
+use stockfleet::bus::{Envelope, QueueSpec};
+use stockfleet::ledger::Role;
+use stockfleet_tests::*;
+
+/// Issue 13: a value the database refuses fails the batch's transaction; the
+/// consumer splits the batch until the poison is alone, so its 40 neighbours
+/// are applied and only it is dead-lettered, with its own reason.
+#[tokio::test]
+async fn a_poison_message_costs_its_batch_neighbours_nothing() {
+    let env = TestEnv::new().await;
+    env.set_stock("MANY", 100).await;
+    let mut events: Vec<Envelope> = (0..40)
+        .map(|i| created(&format!("G{i}"), "MANY", 1))
+        .collect();
+    let poison = created("X\u{0}", "MANY", 1);
+    events.insert(25, poison.clone());
+    // Published before the locker starts, so they arrive as one batch (50).
+    env.publish(&events).await;
+    let queue = env.queue(&QueueSpec::locker());
+    eventually("41 messages queued", || async {
+        env.depth(&queue).await == 41
+    })
+    .await;
+    let locker = env.start(Role::Locker).await;
+    env.wait_settled(&queue, 41).await;
+
+    assert_eq!(env.levels("MANY").await, (100, 40, 60));
+    for i in 0..40 {
+        let order = format!("G{i}");
+        assert_eq!(
+            env.lock_state(&order, &format!("{order}-1"))
+                .await
+                .as_deref(),
+            Some("locked")
+        );
+    }
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
+    let dead = env.drain(&dlq).await;
+    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
+    let (headers, body) = &dead[0];
+    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
+    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
+    let reason = header(headers, ERROR).unwrap();
+    assert!(
+        reason.contains("0x00") || reason.contains("NUL"),
+        "{reason}"
+    );
+    assert!(env.validate().await.is_clean());
+    locker.stop().await;
+}
+
+/// Issue 33: the set-based batch is one transaction of one write statement;
+/// a value the database refuses there (a trigger stands in for any refusal
+/// that passes the edge checks) fails it, and the batch of 100 is split
+/// until the poison is alone: its 99 neighbours are committed in a few
+/// shared transactions, none retried or dead-lettered.
+#[tokio::test]
+async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
+    let env = TestEnv::new().await;
+    env.set_stock("MANY", 1000).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.order_external_id = 'POISON' THEN
+                 RAISE EXCEPTION 'poisoned order item %', NEW.order_item_external_id;
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON marketplace_stock_locks
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let mut events: Vec<Envelope> = (0..99)
+        .map(|i| created(&format!("G{i}"), "MANY", 1))
+        .collect();
+    let poison = created("POISON", "MANY", 1);
+    events.insert(60, poison.clone());
+    env.publish(&events).await;
+    let queue = env.queue(&QueueSpec::locker());
+    eventually("100 messages queued", || async {
+        env.depth(&queue).await == 100
+    })
+    .await;
+    let mut settings = env.settings.clone();
+    settings.consumer.batch_size = 100;
+    settings.consumer.prefetch = 200;
+    let locker = env.start_with(settings, Role::Locker).await;
+    env.wait_settled(&queue, 100).await;
+
+    assert_eq!(env.levels("MANY").await, (1000, 99, 901));
+    let locked = env
+        .scalar("SELECT count(*) FROM marketplace_stock_locks WHERE lock_status = 'locked'")
+        .await;
+    assert_eq!(locked, 99, "every neighbour applied at once, none retried");
+    // Halving a batch of 100 around one poison commits its neighbours in 7
+    // transactions (a few more when the deliveries came as two batches);
+    // one per message would mean no batch at all.
+    let transactions = env
+        .scalar("SELECT count(DISTINCT xmin::text) FROM marketplace_stock_locks")
+        .await;
+    assert!(
+        (1..=14).contains(&transactions),
+        "{transactions} transactions"
+    );
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
+    let dead = env.drain(&dlq).await;
+    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
+    let (headers, body) = &dead[0];
+    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
+    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
+    let reason = header(headers, ERROR).unwrap();
+    assert!(reason.contains("poisoned order item POISON-1"), "{reason}");
+    let history = env
+        .scalar(
+            "SELECT count(*) FROM marketplace_stock_history WHERE order_external_id IS NOT NULL",
+        )
+        .await;
+    assert_eq!(
+        history, 99,
+        "one history row per neighbour, none for the poison"
+    );
+    locker.stop().await;
+}
