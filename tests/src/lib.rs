@@ -19,6 +19,7 @@ pub mod audit;
 pub mod bench_anchor;
 pub mod bench_fleet;
 pub mod broker;
+mod budgets;
 mod database;
 mod http;
 mod in_process;

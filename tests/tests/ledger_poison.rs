@@ -7,6 +7,42 @@ use stockfleet::bus::{Envelope, QueueSpec};
 use stockfleet::ledger::Role;
 use stockfleet_tests::*;
 
+/// `neighbours` orders of one unit of MANY with `poison` among them (at
+/// `at`), published before the locker starts so they arrive as one batch;
+/// returns the locker once it settled them all.
+async fn lock_a_batch_with_poison(
+    env: &TestEnv,
+    (neighbours, poison, at): (usize, &Envelope, usize),
+    settings: stockfleet::config::Settings,
+) -> InProcessWorker {
+    let mut events: Vec<Envelope> = (0..neighbours)
+        .map(|i| created(&format!("G{i}"), "MANY", 1))
+        .collect();
+    events.insert(at, poison.clone());
+    env.publish(&events).await;
+    let queue = env.queue(&QueueSpec::locker());
+    let all = events.len() as u32;
+    eventually(&format!("{all} messages queued"), || async {
+        env.depth(&queue).await == all
+    })
+    .await;
+    let locker = env.start_with(settings, Role::Locker).await;
+    env.wait_settled(&queue, u64::from(all)).await;
+    locker
+}
+
+/// Asserts the poison alone was dead-lettered, as a permanent failure;
+/// returns its reason.
+async fn only_the_poison_dead_lettered(env: &TestEnv, poison: &Envelope) -> String {
+    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
+    let dead = env.drain(&dlq).await;
+    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
+    let (headers, body) = &dead[0];
+    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
+    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
+    header(headers, ERROR).unwrap()
+}
+
 /// Issue 13: a value the database refuses fails the batch's transaction; the
 /// consumer splits the batch until the poison is alone, so its 40 neighbours
 /// are applied and only it is dead-lettered, with its own reason.
@@ -14,20 +50,10 @@ use stockfleet_tests::*;
 async fn a_poison_message_costs_its_batch_neighbours_nothing() {
     let env = TestEnv::new().await;
     env.set_stock("MANY", 100).await;
-    let mut events: Vec<Envelope> = (0..40)
-        .map(|i| created(&format!("G{i}"), "MANY", 1))
-        .collect();
     let poison = created("X\u{0}", "MANY", 1);
-    events.insert(25, poison.clone());
-    // Published before the locker starts, so they arrive as one batch (50).
-    env.publish(&events).await;
-    let queue = env.queue(&QueueSpec::locker());
-    eventually("41 messages queued", || async {
-        env.depth(&queue).await == 41
-    })
-    .await;
-    let locker = env.start(Role::Locker).await;
-    env.wait_settled(&queue, 41).await;
+    // One batch: the test's batch size is 50.
+    let settings = env.settings.clone();
+    let locker = lock_a_batch_with_poison(&env, (40, &poison, 25), settings).await;
 
     assert_eq!(env.levels("MANY").await, (100, 40, 60));
     for i in 0..40 {
@@ -39,13 +65,7 @@ async fn a_poison_message_costs_its_batch_neighbours_nothing() {
             Some("locked")
         );
     }
-    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
-    let dead = env.drain(&dlq).await;
-    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
-    let (headers, body) = &dead[0];
-    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
-    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
-    let reason = header(headers, ERROR).unwrap();
+    let reason = only_the_poison_dead_lettered(&env, &poison).await;
     assert!(
         reason.contains("0x00") || reason.contains("NUL"),
         "{reason}"
@@ -77,22 +97,11 @@ async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
     .execute(&env.db)
     .await
     .unwrap();
-    let mut events: Vec<Envelope> = (0..99)
-        .map(|i| created(&format!("G{i}"), "MANY", 1))
-        .collect();
     let poison = created("POISON", "MANY", 1);
-    events.insert(60, poison.clone());
-    env.publish(&events).await;
-    let queue = env.queue(&QueueSpec::locker());
-    eventually("100 messages queued", || async {
-        env.depth(&queue).await == 100
-    })
-    .await;
     let mut settings = env.settings.clone();
     settings.consumer.batch_size = 100;
     settings.consumer.prefetch = 200;
-    let locker = env.start_with(settings, Role::Locker).await;
-    env.wait_settled(&queue, 100).await;
+    let locker = lock_a_batch_with_poison(&env, (99, &poison, 60), settings).await;
 
     assert_eq!(env.levels("MANY").await, (1000, 99, 901));
     let locked = env
@@ -109,13 +118,7 @@ async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
         (1..=14).contains(&transactions),
         "{transactions} transactions"
     );
-    let dlq = env.bus.topology.dead_letter_queue(&QueueSpec::locker());
-    let dead = env.drain(&dlq).await;
-    assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
-    let (headers, body) = &dead[0];
-    assert_eq!(Envelope::decode(body).unwrap().id, poison.id);
-    assert_eq!(header(headers, ERROR_KIND).as_deref(), Some("permanent"));
-    let reason = header(headers, ERROR).unwrap();
+    let reason = only_the_poison_dead_lettered(&env, &poison).await;
     assert!(reason.contains("poisoned order item POISON-1"), "{reason}");
     let history = env
         .scalar(

@@ -382,13 +382,7 @@ async fn an_increase_short_of_budget_steps_aside_so_the_next_decrease_goes_at_on
     env.set_stock("INC", 3).await;
     env.set_stock("DEC", 10).await;
     // Both already pushed a minute ago (2 and 9 shown), then a fresh poll.
-    sqlx::query(
-        "UPDATE marketplace_stock SET last_api_quantity = floor(listed_stock * 0.9),
-                last_synced_at = now() - interval '1 minute'",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
+    env.pushed_a_minute_ago().await;
     env.orders_polled(BM).await;
     let publisher = env.start_publisher(&sim).await;
     let queue = env.queue(&QueueSpec::publisher(BM));
@@ -401,15 +395,7 @@ async fn an_increase_short_of_budget_steps_aside_so_the_next_decrease_goes_at_on
 
     // Back Market's listing budget: 2 permits for high priority (a push and
     // its listing lookup), none for low priority for about an hour.
-    sqlx::query(
-        "UPDATE request_budgets SET requests = 40, window_seconds = 100000, tokens = 2.9,
-                refilled_at = clock_timestamp()
-         WHERE class = 'listings' AND marketplace_id = (SELECT id FROM marketplaces WHERE code = $1)",
-    )
-    .bind(BM)
-    .execute(&env.db)
-    .await
-    .unwrap();
+    env.listing_budget_for_high_priority_only(BM).await;
     // An increase (2 → 9) is taken by the publisher and waits for a permit...
     env.set_stock("INC", 10).await;
     eventually("the increase in the publisher's hands", || async {

@@ -8,34 +8,6 @@ use stockfleet_tests::*;
 
 const BM: &str = "backmarket";
 
-/// Back Market's listing budget as seeded: (requests, window_seconds).
-async fn listing_budget(env: &TestEnv) -> (i32, i32) {
-    sqlx::query_as(
-        "SELECT requests, window_seconds FROM request_budgets
-         WHERE class = 'listings' AND marketplace_id = (SELECT id FROM marketplaces WHERE code = $1)",
-    )
-    .bind(BM)
-    .fetch_one(&env.db)
-    .await
-    .unwrap()
-}
-
-/// Sets Back Market's listing budget; `tokens` in the bucket now.
-async fn set_listing_budget(env: &TestEnv, (requests, window): (i32, i32), tokens: f64) {
-    sqlx::query(
-        "UPDATE request_budgets SET requests = $2, window_seconds = $3, tokens = $4,
-                refilled_at = clock_timestamp()
-         WHERE class = 'listings' AND marketplace_id = (SELECT id FROM marketplaces WHERE code = $1)",
-    )
-    .bind(BM)
-    .bind(requests)
-    .bind(window)
-    .bind(tokens)
-    .execute(&env.db)
-    .await
-    .unwrap();
-}
-
 /// (pushes the simulator took for `sku`, api_sync history rows of it,
 /// last_api_quantity).
 async fn pushed(env: &TestEnv, sim: &Sim, sku: &str) -> (Vec<i64>, i64, Option<i32>) {
@@ -74,13 +46,7 @@ async fn a_decrease_overtaking_its_rows_increase_waiting_for_permits_is_what_the
     sim.listing(BM, "ROW", 9).await;
     env.set_stock("ROW", 10).await;
     // Pushed a minute ago (9 shown), then a fresh poll: an increase is covered.
-    sqlx::query(
-        "UPDATE marketplace_stock SET last_api_quantity = 9,
-                last_synced_at = now() - interval '1 minute'",
-    )
-    .execute(&env.db)
-    .await
-    .unwrap();
+    env.pushed_a_minute_ago().await;
     env.orders_polled(BM).await;
     let publisher = env.start_publisher(&sim).await;
     let queue = env.queue(&QueueSpec::publisher(BM));
@@ -88,10 +54,9 @@ async fn a_decrease_overtaking_its_rows_increase_waiting_for_permits_is_what_the
     assert_eq!(sim.pushes(BM).await, vec![], "9 shown already");
 
     let observer = env.observe("stock.changed.*").await;
-    // High priority may take the bucket's 2 permits; low priority (the
-    // increase's read and push) none, for about an hour.
-    let seeded = listing_budget(&env).await;
-    set_listing_budget(&env, (40, 100_000), 2.9).await;
+    // No low-priority permit (the increase's read and push) comes.
+    let seeded = env.listing_budget(BM).await;
+    env.listing_budget_for_high_priority_only(BM).await;
     // An increase (9 → 18) is taken by one batch and waits for its permits...
     env.set_stock("ROW", 20).await;
     eventually("the increase in the publisher's hands", || async {
@@ -115,7 +80,8 @@ async fn a_decrease_overtaking_its_rows_increase_waiting_for_permits_is_what_the
 
     // The increase gets its permits: under the row's lock it finds the row
     // pushed at 4, and sends nothing (its view, 18, is gone).
-    set_listing_budget(&env, seeded, f64::from(seeded.0)).await;
+    env.set_listing_budget(BM, seeded, f64::from(seeded.0))
+        .await;
     env.wait_settled(&queue, 3).await;
     let delay_queues = env.bus.topology.delay_queues();
     eventually("nothing deferred is left", || async {
@@ -164,8 +130,8 @@ async fn sigterm_with_batches_waiting_for_permits_exits_0_and_every_row_lands_on
     for sku in &skus {
         sim.listing(BM, sku, 0).await;
     }
-    let seeded = listing_budget(&env).await;
-    set_listing_budget(&env, (40, 100_000), 2.9).await;
+    let seeded = env.listing_budget(BM).await;
+    env.listing_budget_for_high_priority_only(BM).await;
     env.orders_polled(BM).await;
     let publisher = env.spawn("stockfleet-publisher");
     let queue = env.queue(&QueueSpec::publisher(BM));
@@ -193,7 +159,8 @@ async fn sigterm_with_batches_waiting_for_permits_exits_0_and_every_row_lands_on
     );
     assert!(sim.pushes(BM).await.is_empty(), "nothing had its permits");
 
-    set_listing_budget(&env, seeded, f64::from(seeded.0)).await;
+    env.set_listing_budget(BM, seeded, f64::from(seeded.0))
+        .await;
     env.orders_polled(BM).await;
     let publisher = env.start_publisher(&sim).await;
     eventually("every row lands", || async { env.in_sync(&sim, BM).await }).await;
