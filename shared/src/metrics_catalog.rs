@@ -82,6 +82,10 @@ pub fn describe() {
         "stockfleet_push_permits_unused_total",
         "Listing permits an increase or reconciliation took before its row's lock and did not spend (the row, read again under the lock, needed fewer calls or ran out of patience), by marketplace."
     );
+    describe_gauge!(
+        "stockfleet_push_rows_waiting_for_permits",
+        "Stock rows (increases, reconciliation reads) waiting for low-priority listing permits in this process, by marketplace: the work queued behind the marketplace's request budget."
+    );
     describe_counter!(
         "stockfleet_rate_limited_total",
         "429 answers from a marketplace (its endpoint class is blocked fleet-wide for the Retry-After), by marketplace."

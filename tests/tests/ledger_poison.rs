@@ -43,6 +43,17 @@ async fn only_the_poison_dead_lettered(env: &TestEnv, poison: &Envelope) -> Stri
     header(headers, ERROR).unwrap()
 }
 
+/// Asserts how many transactions committed the lock rows.
+async fn locks_committed_in(env: &TestEnv, expected: std::ops::RangeInclusive<i64>) {
+    let transactions = env
+        .scalar("SELECT count(DISTINCT xmin::text) FROM marketplace_stock_locks")
+        .await;
+    assert!(
+        expected.contains(&transactions),
+        "{transactions} transactions"
+    );
+}
+
 /// Issue 13: a value the database refuses fails the batch's transaction; the
 /// consumer splits the batch until the poison is alone, so its 40 neighbours
 /// are applied and only it is dead-lettered, with its own reason.
@@ -111,13 +122,7 @@ async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
     // Halving a batch of 100 around one poison commits its neighbours in 7
     // transactions (a few more when the deliveries came as two batches);
     // one per message would mean no batch at all.
-    let transactions = env
-        .scalar("SELECT count(DISTINCT xmin::text) FROM marketplace_stock_locks")
-        .await;
-    assert!(
-        (1..=14).contains(&transactions),
-        "{transactions} transactions"
-    );
+    locks_committed_in(&env, 1..=14).await;
     let reason = only_the_poison_dead_lettered(&env, &poison).await;
     assert!(reason.contains("poisoned order item POISON-1"), "{reason}");
     let history = env
@@ -129,5 +134,34 @@ async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
         history, 99,
         "one history row per neighbour, none for the poison"
     );
+    locker.stop().await;
+}
+
+/// Issue 33: SKUs are resolved inside the batch's transaction. A message
+/// naming an unknown SKU fails alone, none of its items applied (its other
+/// item's SKU is known), and costs no split: its 40 neighbours commit
+/// in their batch's transaction.
+#[tokio::test]
+async fn an_unknown_sku_fails_its_message_alone_and_its_neighbours_commit_together() {
+    let env = TestEnv::new().await;
+    env.set_stock("MANY", 100).await;
+    let mut mixed = created("MIXED", "MANY", 1);
+    let mut event: stockfleet::events::OrderEvent = mixed.payload().unwrap();
+    let mut unknown = event.items[0].clone();
+    unknown.item_id = "MIXED-2".into();
+    unknown.sku = "NO-SUCH-SKU".into();
+    event.items.push(unknown);
+    mixed = Envelope::new(&mixed.kind, &mixed.marketplace, &event);
+    let settings = env.settings.clone();
+    let locker = lock_a_batch_with_poison(&env, (40, &mixed, 20), settings).await;
+
+    assert_eq!(env.levels("MANY").await, (100, 40, 60));
+    assert_eq!(env.lock_state("MIXED", "MIXED-1").await, None);
+    // Two when the deliveries came as two batches; a split around a failed
+    // transaction would take six or more.
+    locks_committed_in(&env, 1..=2).await;
+    let reason = only_the_poison_dead_lettered(&env, &mixed).await;
+    assert!(reason.contains("unknown SKU \"NO-SUCH-SKU\""), "{reason}");
+    assert!(env.validate().await.is_clean());
     locker.stop().await;
 }

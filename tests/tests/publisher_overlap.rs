@@ -28,8 +28,8 @@ async fn pushed(env: &TestEnv, sim: &Sim, sku: &str) -> (Vec<i64>, i64, Option<i
     (pushes, recorded, last)
 }
 
-/// The sum of a counter family's series in this process whose labels hold `label`.
-fn counter(name: &str, label: &str) -> u64 {
+/// The sum of a metric family's series in this process whose labels hold `label`.
+fn metric(name: &str, label: &str) -> u64 {
     stockfleet::telemetry::metrics()
         .render()
         .lines()
@@ -59,8 +59,8 @@ async fn a_decrease_overtaking_its_rows_increase_waiting_for_permits_is_what_the
     env.listing_budget_for_high_priority_only(BM).await;
     // An increase (9 → 18) is taken by one batch and waits for its permits...
     env.set_stock("ROW", 20).await;
-    eventually("the increase in the publisher's hands", || async {
-        env.scalar("SELECT count(*) FROM outbox").await == 0 && env.depth(&queue).await == 0
+    eventually("the increase waiting for its permits", || async {
+        metric("stockfleet_push_rows_waiting_for_permits", BM) == 1
     })
     .await;
     // ...while a decrease of the same row (9 → 4) comes in the next batch.
@@ -95,8 +95,8 @@ async fn a_decrease_overtaking_its_rows_increase_waiting_for_permits_is_what_the
     assert_eq!(sim.quantity(BM, "ROW").await, Some(4));
     // Its read's and push's permits, taken before the lock, went unspent
     // (unless it ran out of patience first and came back as a new batch).
-    let deferred = counter("stockfleet_messages_deferred_total", &queue);
-    let unused = counter("stockfleet_push_permits_unused_total", BM);
+    let deferred = metric("stockfleet_messages_deferred_total", &queue);
+    let unused = metric("stockfleet_push_permits_unused_total", BM);
     if deferred == 0 {
         assert_eq!(unused, 2, "the increase's permits are counted unused");
     }

@@ -1,12 +1,13 @@
 //! The locker and reducer: order events applied to the stock ledger in
 //! PostgreSQL, a batch of messages per transaction.
 //!
-//! Per batch: validate every message (bad ones fail alone), resolve SKUs in
-//! one query, then in one transaction lock the touched stock rows in id order
-//! (no deadlocks between batches), load the items' locks, run the pure rules
-//! of [`crate::domain::ledger`] in memory, and write locks, counters, history
-//! and `stock.changed` outbox rows back with one statement of set-based parts
-//! (five round trips in all besides the SKUs, whatever the batch's size). A failed
+//! Per batch: validate every message (bad ones fail alone), then in one
+//! transaction resolve SKUs and lock the touched stock rows in id order (no
+//! deadlocks between batches; a message with an unknown SKU fails alone),
+//! load the items' locks, run the pure rules of [`crate::domain::ledger`] in
+//! memory, and write locks, counters, history and `stock.changed` outbox rows
+//! back with one statement of set-based parts (five round trips in all,
+//! `BEGIN` and `COMMIT` included, whatever the batch's size). A failed
 //! transaction is every planned message's [`HandlerError::Batch`] error: the
 //! consumer handles them again in smaller batches until the culprit is alone.
 //!
@@ -27,16 +28,18 @@ use crate::marketplace::directory::MarketplaceDirectory;
 use crate::pools::{self, PoolHistory};
 use crate::telemetry::StageClock;
 use sqlx::PgPool;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 mod history_columns;
 mod plan;
+mod rows;
 mod writes;
 
 pub(crate) use history_columns::HistoryColumns;
 use plan::{HistoryRow, LockInsert, LockKey, Planned};
-pub(crate) use writes::resolve_skus;
-use writes::{BatchWrites, load_locks, lock_stock_rows, pool_announcements, write_batch};
+use rows::lock_stock_rows;
+pub(crate) use rows::resolve_skus;
+use writes::{BatchWrites, load_locks, pool_announcements, write_batch};
 
 /// Which part of an order's life a worker applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,28 +127,44 @@ impl LedgerHandler {
         Ok(planned)
     }
 
+    /// Applies `planned` in one transaction; a message with an unknown SKU
+    /// gets its permanent error in `results` and none of its items applied.
     async fn apply(
         &self,
         planned: &[Planned],
-        variations: &HashMap<(i32, String), i64>,
+        results: &mut [Result<(), HandlerError>],
         batch: &[Incoming],
         clock: &mut StageClock,
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         clock.lap("ledger.begin");
-        let keys: BTreeSet<(i64, i32)> = planned
+        let pairs = planned
             .iter()
-            .map(|p| {
-                (
-                    variations[&(p.marketplace_id, p.sku.clone())],
-                    p.marketplace_id,
-                )
-            })
+            .map(|p| (p.marketplace_id, p.sku.as_str()))
             .collect();
-        let mut rows = lock_stock_rows(&mut tx, &keys).await?;
+        let locked = lock_stock_rows(&mut tx, &pairs).await?;
         clock.lap("ledger.lock_rows");
-        let variation_ids = keys.iter().map(|(variation, _)| *variation).collect();
-        let (mut locks, pooled) = load_locks(&mut tx, planned, &variation_ids).await?;
+        let (mut rows, variations) = (locked.rows, locked.variations);
+        for item in planned {
+            if !variations.contains_key(&(item.marketplace_id, item.sku.clone())) {
+                results[item.message] = Err(HandlerError::Permanent(format!(
+                    "unknown SKU {:?} on marketplace {:?} (order {}): add the variation or a listing for it, then replay this dead letter",
+                    item.sku, batch[item.message].envelope.marketplace, item.order_id
+                )));
+            }
+        }
+        let planned: Vec<&Planned> = planned
+            .iter()
+            .filter(|item| results[item.message].is_ok())
+            .collect();
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let variation_ids = planned
+            .iter()
+            .map(|p| variations[&(p.marketplace_id, p.sku.clone())])
+            .collect();
+        let (mut locks, pooled) = load_locks(&mut tx, &planned, &variation_ids).await?;
         clock.lap("ledger.load_locks");
         let mut pools = pools::read_locked(&mut tx, &pooled).await?;
         clock.lap("ledger.lock_pools");
@@ -299,39 +318,14 @@ impl Handler for LedgerHandler {
         if planned.is_empty() {
             return results;
         }
-        let pairs = planned
-            .iter()
-            .map(|p| (p.marketplace_id, p.sku.as_str()))
-            .collect();
-        let variations = match resolve_skus(&self.pool, &pairs).await {
-            Ok(variations) => variations,
-            Err(error) => {
-                let error = HandlerError::of_batch(error);
-                for item in &planned {
-                    results[item.message] = Err(error.clone());
-                }
-                return results;
-            }
-        };
-        for item in &planned {
-            if !variations.contains_key(&(item.marketplace_id, item.sku.clone())) {
-                results[item.message] = Err(HandlerError::Permanent(format!(
-                    "unknown SKU {:?} on marketplace {:?} (order {}): add the variation or a listing for it, then replay this dead letter",
-                    item.sku, batch[item.message].envelope.marketplace, item.order_id
-                )));
-            }
-        }
-        clock.lap("ledger.resolve_skus");
-        planned.retain(|item| results[item.message].is_ok());
-        if planned.is_empty() {
-            return results;
-        }
-        if let Err(error) = self.apply(&planned, &variations, batch, &mut clock).await {
+        if let Err(error) = self.apply(&planned, &mut results, batch, &mut clock).await {
             // Which message the database refused is not known here: the
             // consumer splits the batch to find it (`HandlerError::Batch`).
             let error = HandlerError::of_batch(error);
             for item in &planned {
-                results[item.message] = Err(error.clone());
+                if results[item.message].is_ok() {
+                    results[item.message] = Err(error.clone());
+                }
             }
         }
         results

@@ -1,5 +1,5 @@
-//! The batch's reads and writes: rows locked in id order (created where
-//! missing) and the items' locks loaded, one statement each; then every
+//! The batch's reads and writes after its rows are locked (rows.rs): the
+//! items' locks loaded in one statement; then every
 //! write (locks inserted and finished, counters, history, outbox) as one
 //! statement of set-based parts; and the pool's announcements to every
 //! marketplace of the pool.
@@ -9,7 +9,7 @@ use super::plan::{LockInsert, LockKey, Planned, StockRow};
 use crate::bus::Envelope;
 use crate::bus::Incoming;
 use crate::bus::outbox::{OutboxMessage, OutboxRows};
-use crate::domain::ledger::{ChangeType, Lock, LockState, StockLevels};
+use crate::domain::ledger::{ChangeType, Lock, LockState};
 use crate::events::{PoolOrigin, STOCK_CHANGED, StockChanged};
 use crate::pools::{self, PoolState};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -57,109 +57,13 @@ pub(super) async fn pool_announcements(
     Ok(messages)
 }
 
-/// Maps (marketplace, SKU) pairs to our variations: a listing's SKU on that
-/// marketplace first, else the variation's own SKU. Unknown pairs are absent.
-pub(crate) async fn resolve_skus<'c>(
-    executor: impl sqlx::PgExecutor<'c>,
-    pairs: &BTreeSet<(i32, &str)>,
-) -> sqlx::Result<HashMap<(i32, String), i64>> {
-    let (marketplaces, skus): (Vec<i32>, Vec<&str>) = pairs.iter().copied().unzip();
-    let rows = sqlx::query(
-        "SELECT k.marketplace_id, k.sku, COALESCE(l.variation_id, v.id) AS variation_id
-         FROM unnest($1::int[], $2::text[]) AS k(marketplace_id, sku)
-         LEFT JOIN listings l ON l.marketplace_id = k.marketplace_id AND l.sku = k.sku
-         LEFT JOIN variations v ON v.sku = k.sku
-         WHERE COALESCE(l.variation_id, v.id) IS NOT NULL",
-    )
-    .bind(&marketplaces)
-    .bind(&skus)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            (
-                (row.get("marketplace_id"), row.get("sku")),
-                row.get("variation_id"),
-            )
-        })
-        .collect())
-}
-
-/// Locks every touched row in id order, creating missing rows (stock
-/// unknown), in one round trip. A row another transaction created after this
-/// statement's snapshot is neither seen nor created here: then every row is
-/// locked again by a fresh statement, which sees it.
-pub(super) async fn lock_stock_rows(
-    conn: &mut PgConnection,
-    keys: &BTreeSet<(i64, i32)>,
-) -> sqlx::Result<HashMap<(i64, i32), StockRow>> {
-    let (variations, marketplaces): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
-    let rows = sqlx::query(
-        "WITH k AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS k(variation_id, marketplace_id)),
-         locked AS (
-             SELECT s.id, s.variation_id, s.marketplace_id, s.listed_stock, s.locked_stock
-             FROM marketplace_stock s
-             JOIN k ON s.variation_id = k.variation_id AND s.marketplace_id = k.marketplace_id
-             ORDER BY s.id
-             FOR UPDATE OF s),
-         created AS (
-             INSERT INTO marketplace_stock (variation_id, marketplace_id)
-             SELECT k.variation_id, k.marketplace_id FROM k
-             WHERE NOT EXISTS (SELECT 1 FROM marketplace_stock s
-                               WHERE s.variation_id = k.variation_id
-                                 AND s.marketplace_id = k.marketplace_id)
-             ORDER BY 1, 2
-             ON CONFLICT (variation_id, marketplace_id) DO NOTHING
-             RETURNING id, variation_id, marketplace_id, listed_stock, locked_stock)
-         SELECT r.*, v.sku
-         FROM (SELECT * FROM locked UNION ALL SELECT * FROM created) r
-         JOIN variations v ON v.id = r.variation_id",
-    )
-    .bind(&variations)
-    .bind(&marketplaces)
-    .fetch_all(&mut *conn)
-    .await?;
-    let rows = if rows.len() == keys.len() {
-        rows
-    } else {
-        sqlx::query(
-            "SELECT s.id, s.variation_id, s.marketplace_id, s.listed_stock, s.locked_stock, v.sku
-             FROM marketplace_stock s
-             JOIN unnest($1::bigint[], $2::int[]) AS k(variation_id, marketplace_id)
-               ON s.variation_id = k.variation_id AND s.marketplace_id = k.marketplace_id
-             JOIN variations v ON v.id = s.variation_id
-             ORDER BY s.id
-             FOR UPDATE OF s",
-        )
-        .bind(&variations)
-        .bind(&marketplaces)
-        .fetch_all(&mut *conn)
-        .await?
-    };
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let key = (row.get("variation_id"), row.get("marketplace_id"));
-            let stock = StockRow {
-                id: row.get("id"),
-                variation_id: row.get("variation_id"),
-                sku: row.get("sku"),
-                levels: StockLevels::new(row.get("listed_stock"), row.get("locked_stock")),
-                changed: false,
-            };
-            (key, stock)
-        })
-        .collect())
-}
-
 /// Loads the items' locks and locks the pools among `variations`, in one
 /// round trip (both only after the stock rows are locked); returns the
 /// locks and the pooled variations, whose levels are read next
 /// ([`pools::read_locked`]) only when there are any.
 pub(super) async fn load_locks(
     conn: &mut PgConnection,
-    planned: &[Planned],
+    planned: &[&Planned],
     variations: &BTreeSet<i64>,
 ) -> sqlx::Result<(HashMap<LockKey, Lock>, Vec<i64>)> {
     static SQL: LazyLock<String> = LazyLock::new(|| {

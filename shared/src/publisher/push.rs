@@ -57,6 +57,24 @@ impl Drop for Held<'_> {
     }
 }
 
+/// A row waiting for its low-priority listing permits, counted while it
+/// waits: the increases and reads queued behind the marketplace's budget.
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn start(marketplace: &str) -> Self {
+        let gauge = metrics::gauge!("stockfleet_push_rows_waiting_for_permits", "marketplace" => marketplace.to_owned());
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 impl Held<'_> {
     /// Runs `call` on a held permit, if one is left (else it takes its own).
     async fn spend<F: Future>(&mut self, call: F) -> F::Output {
@@ -133,6 +151,7 @@ impl PublisherHandler {
             // row at a time takes them: spread over a dozen increases, each
             // took its read's permit and none its push's within patience.
             let patience = (first_read != Some(Read::Reconcile)).then_some(patience);
+            let _waiting = Waiting::start(&self.marketplace.code);
             let lane = self.low_lane.lock();
             let _lane = match patience {
                 Some(patience) => tokio::time::timeout_at(patience, lane)
