@@ -139,8 +139,9 @@ async fn a_poison_message_in_a_batch_of_100_costs_no_neighbour() {
 
 /// Issue 33: SKUs are resolved inside the batch's transaction. A message
 /// naming an unknown SKU fails alone, none of its items applied (its other
-/// item's SKU is known), and costs no split: its 40 neighbours commit
-/// in their batch's transaction.
+/// items' SKUs are known, one without a stock row yet: none is locked or
+/// created), and costs no split: its 40 neighbours commit in their batch's
+/// transaction.
 #[tokio::test]
 async fn an_unknown_sku_fails_its_message_alone_and_its_neighbours_commit_together() {
     let env = TestEnv::new().await;
@@ -150,18 +151,39 @@ async fn an_unknown_sku_fails_its_message_alone_and_its_neighbours_commit_togeth
     let mut unknown = event.items[0].clone();
     unknown.item_id = "MIXED-2".into();
     unknown.sku = "NO-SUCH-SKU".into();
-    event.items.push(unknown);
+    let mut rowless = event.items[0].clone();
+    rowless.item_id = "MIXED-3".into();
+    rowless.sku = "NO-ROW-YET".into();
+    event.items.extend([unknown, rowless]);
+    sqlx::query("INSERT INTO variations (sku) VALUES ('NO-ROW-YET')")
+        .execute(&env.db)
+        .await
+        .unwrap();
     mixed = Envelope::new(&mixed.kind, &mixed.marketplace, &event);
     let settings = env.settings.clone();
     let locker = lock_a_batch_with_poison(&env, (40, &mixed, 20), settings).await;
 
     assert_eq!(env.levels("MANY").await, (100, 40, 60));
     assert_eq!(env.lock_state("MIXED", "MIXED-1").await, None);
+    let rows_of_known_sku = env
+        .scalar(
+            "SELECT count(*) FROM marketplace_stock s JOIN variations v ON v.id = s.variation_id
+             WHERE v.sku = 'NO-ROW-YET'",
+        )
+        .await;
+    assert_eq!(
+        rows_of_known_sku, 0,
+        "a failed message creates no stock row"
+    );
     // Two when the deliveries came as two batches; a split around a failed
     // transaction would take six or more.
     locks_committed_in(&env, 1..=2).await;
     let reason = only_the_poison_dead_lettered(&env, &mixed).await;
     assert!(reason.contains("unknown SKU \"NO-SUCH-SKU\""), "{reason}");
+    assert!(
+        !reason.contains("NO-ROW-YET"),
+        "a known SKU is not named: {reason}"
+    );
     assert!(env.validate().await.is_clean());
     locker.stop().await;
 }

@@ -138,15 +138,14 @@ impl LedgerHandler {
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         clock.lap("ledger.begin");
-        let pairs = planned
-            .iter()
-            .map(|p| (p.marketplace_id, p.sku.as_str()))
-            .collect();
-        let locked = lock_stock_rows(&mut tx, &pairs).await?;
+        let locked = lock_stock_rows(&mut tx, planned).await?;
         clock.lap("ledger.lock_rows");
         let (mut rows, variations) = (locked.rows, locked.variations);
         for item in planned {
-            if !variations.contains_key(&(item.marketplace_id, item.sku.clone())) {
+            if locked
+                .unknown
+                .contains(&(item.marketplace_id, item.sku.clone()))
+            {
                 results[item.message] = Err(HandlerError::Permanent(format!(
                     "unknown SKU {:?} on marketplace {:?} (order {}): add the variation or a listing for it, then replay this dead letter",
                     item.sku, batch[item.message].envelope.marketplace, item.order_id
