@@ -14,29 +14,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 pub type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Opens a pool, retrying while the server is not answering yet (containers
-/// start in any order). Each connection is pinged before use.
+/// start in any order).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    connect_with(url, max_connections, PingBeforeUse::Yes).await
-}
-
-/// Whether a connection is pinged as it is taken from the pool: a round
-/// trip that finds a connection the server dropped (a restart) before a
-/// request uses it. A message handler skips it, a round trip less per
-/// transaction (one of six for a locker's message): its transaction fails
-/// on such a connection with an I/O error, which is transient, so the
-/// message is retried on a fresh one. sqlx tests the connection again when
-/// it goes back to the pool, off the handler's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PingBeforeUse {
-    Yes,
-    No,
-}
-
-async fn connect_with(
-    url: &str,
-    max_connections: u32,
-    ping: PingBeforeUse,
-) -> anyhow::Result<PgPool> {
     let policy = crate::retry::Policy {
         initial: Duration::from_millis(200),
         max_interval: Duration::from_secs(5),
@@ -48,7 +27,6 @@ async fn connect_with(
             PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(ping == PingBeforeUse::Yes)
                 .connect(url)
         },
         is_unreachable,
@@ -59,12 +37,8 @@ async fn connect_with(
 }
 
 /// Connects and refuses to go on unless every migration this build knows is applied.
-pub async fn connect_migrated(
-    url: &str,
-    max_connections: u32,
-    ping: PingBeforeUse,
-) -> anyhow::Result<PgPool> {
-    let pool = connect_with(url, max_connections, ping).await?;
+pub async fn connect_migrated(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool = connect(url, max_connections).await?;
     ensure_migrated(&pool)
         .await
         .with_context(|| format!("database {} is not ready", redact(url)))?;

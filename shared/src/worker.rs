@@ -35,16 +35,8 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         settings.apply();
-        // The API answers people: a connection the server dropped must not
-        // cost a request its answer. Every other worker retries.
-        let ping = if name == "api" {
-            crate::db::PingBeforeUse::Yes
-        } else {
-            crate::db::PingBeforeUse::No
-        };
-        let db =
-            crate::db::connect_migrated(&settings.database_url, settings.database_pool_size, ping)
-                .await?;
+        let db = crate::db::connect_migrated(&settings.database_url, settings.database_pool_size)
+            .await?;
         let codes = crate::marketplace::directory::codes(&db).await?;
         // Health first: while the broker is being reached (or does not
         // answer), /healthz answers and /readyz says why it is not ready.
